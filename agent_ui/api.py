@@ -1,0 +1,119 @@
+"""The JSON API (/api/v1): cases with their timeline, workflow actions, links, catalogue,
+units and KPIs. Every call acts as the API key's user; a district user sees and acts on
+its own unit's cases only."""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request, Response
+from sqlalchemy import select
+
+from agent_ui.auth import api_actor, require_role
+from case_bridge import ActionIn, CaseCore, CaseOut, HandlingUnit, NewCase, kpi_report
+from case_bridge.duplicates import dismiss
+from hotline.accounts import Actor
+
+router = APIRouter(prefix="/api/v1", tags=["cases"])
+ActorDep = Annotated[Actor, Depends(api_actor)]
+
+
+def _core(request: Request) -> CaseCore:
+    return request.app.state.core
+
+
+@router.post("/cases", response_model=CaseOut, status_code=201,
+             responses={200: {"description": "the idempotency key was seen before: the existing case"},
+                        401: {}, 403: {}, 409: {}, 422: {}})
+def create_case(data: NewCase, request: Request, response: Response, actor: ActorDep,
+                idempotency_key: Annotated[str | None, Header(max_length=128)] = None) -> CaseOut:
+    """Create a case. Send the same `Idempotency-Key` (header or field) on a retry to get the same case back."""
+    require_role(actor, "agent", "dispatcher", "supervisor")
+    if idempotency_key and not data.idempotency_key:
+        data = data.model_copy(update={"idempotency_key": idempotency_key})
+    core = _core(request)
+    with request.app.state.db.session() as session:
+        result = core.create_case(session, data, actor)
+        out = core.to_out(session, result.case, actor)
+    if not result.created:
+        response.status_code = 200
+    return out
+
+
+@router.get("/cases", response_model=list[CaseOut], responses={401: {}, 422: {}})
+def list_cases(request: Request, actor: ActorDep,
+               state: Annotated[str | None, Query(max_length=12)] = None,
+               district_code: Annotated[str | None, Query(pattern=r"^\d{6}$")] = None,
+               unit_code: Annotated[str | None, Query(max_length=32)] = None,
+               phone: Annotated[str | None, Query(max_length=40)] = None,
+               limit: Annotated[int, Query(ge=1, le=500)] = 50,
+               offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0) -> list[CaseOut]:
+    core = _core(request)
+    with request.app.state.db.session() as session:
+        cases = core.list_cases(session, actor, state, district_code, unit_code, phone, limit, offset)
+        return [core.to_out(session, c, actor, with_timeline=False) for c in cases]
+
+
+@router.get("/cases/{number}", response_model=CaseOut, responses={401: {}, 404: {}})
+def get_case(number: str, request: Request, actor: ActorDep) -> CaseOut:
+    """A case with its timeline, links and the actions this user may take now."""
+    core = _core(request)
+    with request.app.state.db.session() as session:
+        return core.to_out(session, core.get_case(session, number, actor), actor)
+
+
+ACTIONS = Literal["file", "answer", "dispatch", "accept", "return", "report_result", "verify", "reject_result",
+                  "close", "record_satisfaction", "reopen", "request_extension", "approve_extension",
+                  "reject_extension", "suspend", "resume", "void", "urge"]
+
+
+@router.post("/cases/{number}/actions/{action}", response_model=CaseOut,
+             responses={401: {}, 403: {}, 404: {}, 409: {}, 422: {}})
+def act(number: str, action: ACTIONS, params: ActionIn, request: Request, actor: ActorDep) -> CaseOut:
+    """Move a case through the workflow. A wrong state (409), role (403) or missing note (422) is refused."""
+    core = _core(request)
+    with request.app.state.db.session() as session:
+        core.get_case(session, number, actor)  # 404 for what this user may not see
+        case = core.apply_action(session, number, action, actor, params)
+        return core.to_out(session, case, actor)
+
+
+@router.post("/cases/{number}/links/{link_id}/dismiss", response_model=CaseOut, responses={401: {}, 403: {}, 404: {}})
+def dismiss_link(number: str, link_id: int, request: Request, actor: ActorDep) -> CaseOut:
+    """Mark a suggested repeat as not a repeat (to confirm one, void the newer case with duplicate_of)."""
+    require_role(actor, "agent", "dispatcher", "supervisor")
+    core = _core(request)
+    with request.app.state.db.session() as session:
+        case = core.get_case(session, number, actor)
+        try:
+            dismiss(session, case, link_id)
+        except LookupError as exc:
+            raise HTTPException(404, str(exc)) from None
+        return core.to_out(session, case, actor)
+
+
+@router.get("/categories", tags=["reference"])
+def categories(request: Request) -> list[dict]:
+    """The CJ/T 214 catalogue: key, kind, classes, name and synonyms."""
+    return [{"key": c.key, "kind": c.kind, "major_code": c.major_code, "major_name": c.major_name,
+             "minor_code": c.minor_code, "name": c.name, "synonyms": list(c.synonyms)} for c in _core(request).catalogue]
+
+
+@router.get("/units", tags=["reference"], responses={401: {}})
+def units(request: Request, actor: ActorDep) -> list[dict]:
+    with request.app.state.db.session() as session:
+        return [{"code": u.code, "name": u.name, "kind": u.kind, "district_code": u.district_code,
+                 "street_codes": u.street_codes, "queue": u.queue, "active": u.active}
+                for u in session.scalars(select(HandlingUnit).order_by(HandlingUnit.code))]
+
+
+@router.get("/kpi", tags=["reports"], responses={401: {}, 403: {}, 422: {}})
+def kpi(request: Request, actor: ActorDep, start: datetime, end: datetime,
+        group_by: Literal["district", "unit", "category"] = "district") -> list[dict]:
+    """CJ/T 292 indicators over [start, end); see case_bridge/kpi.py for each definition."""
+    require_role(actor, "supervisor", "admin", "dispatcher")
+    start, end = (d if d.tzinfo else d.replace(tzinfo=timezone.utc) for d in (start, end))
+    if end <= start:
+        raise HTTPException(422, "end must be after start")
+    with request.app.state.db.session() as session:
+        return [r.as_dict() for r in kpi_report(session, group_by, start, end)]

@@ -1,0 +1,77 @@
+"""The web application: JSON API, Open311, the OpenAPI page (served locally: call centres
+often have no outside internet), and a status page. Built by `create_app`."""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import swagger_ui_bundle
+from fastapi import FastAPI, Request
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+from fastapi.templating import Jinja2Templates
+from sqlalchemy import func, select
+
+from agent_ui import api
+from case_bridge import Case, CaseCore, CaseInputError, CaseNotFound, CatalogueError, HandlingUnit, WorkflowError
+from case_bridge.open311 import install_open311
+from hotline.bus import EventBus, InProcessBus
+from hotline.db import Database
+from hotline.settings import Settings, get_settings
+
+log = logging.getLogger(__name__)
+templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
+
+
+def create_app(settings: Settings | None = None, db: Database | None = None, bus: EventBus | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    app = FastAPI(title="12319 城建服务热线 API", version="1", docs_url=None, redoc_url=None,
+                  description="Case core, workflow and Open311 GeoReport v2 of the 12319 hotline.")
+    app.state.settings = settings
+    app.state.db = db or Database(settings.database_url)
+    app.state.core = CaseCore(settings)
+    app.state.bus = bus or InProcessBus()
+
+    app.include_router(api.router)
+    install_open311(app)
+    app.mount("/static/swagger", StaticFiles(directory=swagger_ui_bundle.swagger_ui_path), name="swagger")
+
+    @app.exception_handler(CaseInputError)
+    async def _input(request: Request, exc: CaseInputError) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=422)
+
+    @app.exception_handler(CatalogueError)
+    async def _catalogue(request: Request, exc: CatalogueError) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=422)
+
+    @app.exception_handler(WorkflowError)
+    async def _workflow(request: Request, exc: WorkflowError) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=exc.status)
+
+    @app.exception_handler(CaseNotFound)
+    async def _missing(request: Request, exc: CaseNotFound) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=404)
+
+    @app.get("/docs", include_in_schema=False)
+    def docs() -> HTMLResponse:
+        return get_swagger_ui_html(openapi_url="/openapi.json", title="12319 热线 API",
+                                   swagger_js_url="/static/swagger/swagger-ui-bundle.js",
+                                   swagger_css_url="/static/swagger/swagger-ui.css",
+                                   swagger_favicon_url="/static/swagger/favicon-32x32.png")
+
+    @app.get("/healthz", tags=["status"])
+    def healthz() -> dict:
+        with app.state.db.session() as session:
+            session.execute(select(1))
+        return {"status": "ok"}
+
+    @app.get("/", include_in_schema=False, response_class=HTMLResponse)
+    def home(request: Request) -> HTMLResponse:
+        with app.state.db.session() as session:
+            counts = dict(session.execute(select(Case.state, func.count()).group_by(Case.state)).all())
+            units = session.scalars(select(HandlingUnit).order_by(HandlingUnit.code)).all()
+        return templates.TemplateResponse(request, "home.html", {
+            "settings": settings, "counts": counts, "units": units, "categories": len(app.state.core.catalogue)})
+
+    return app

@@ -1,0 +1,138 @@
+"""The outbox: every outside effect is a row first, then work for a Celery task.
+
+`enqueue` is called inside the transaction that causes the effect. `claim_due` (run by
+beat) leases due rows atomically — FOR UPDATE SKIP LOCKED on PostgreSQL, the write lock
+on SQLite. `perform` runs the effect and marks the row done only after the effect
+reports success; a failure backs off; a lease that expires (a worker killed mid-task)
+makes the row claimable again. Effects receive the row's idempotency key so that a
+retry after a crash is recognised by the receiving side.
+"""
+from __future__ import annotations
+
+import logging
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Callable
+
+from sqlalchemy import and_, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from case_bridge.models import CaseEvent, OutboxItem
+from hotline.db import Database, utcnow
+
+log = logging.getLogger(__name__)
+
+# back-off after the n-th failed attempt: 30 s, 2 min, 5 min, 30 min, then hourly
+BACKOFF = (30, 120, 300, 1800, 3600)
+
+
+class EffectError(Exception):
+    """The effect did not happen; it will be retried."""
+
+
+class PermanentEffectError(EffectError):
+    """The effect can never happen (bad address, refused); it is not retried."""
+
+
+Effect = Callable[[dict[str, Any], str], dict[str, Any] | None]
+_effects: dict[str, Effect] = {}
+
+
+def register_effect(kind: str) -> Callable[[Effect], Effect]:
+    """Register the function that performs outbox rows of this kind (a plug-in point)."""
+    def deco(fn: Effect) -> Effect:
+        _effects[kind] = fn
+        return fn
+    return deco
+
+
+def registered_kinds() -> list[str]:
+    return sorted(_effects)
+
+
+def enqueue(session: Session, kind: str, payload: dict[str, Any], key: str,
+            case_id: int | None = None, due_at: datetime | None = None) -> None:
+    """Add an effect; a second enqueue with the same key is ignored (the effect is one thing)."""
+    due = due_at or utcnow()
+    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+    session.execute(
+        dialect.insert(OutboxItem)
+        .values(kind=kind, payload=payload, idempotency_key=key, case_id=case_id, due_at=due,
+                available_at=due, status="pending", attempts=0, last_error="", result={}, created_at=utcnow())
+        .on_conflict_do_nothing(index_elements=["idempotency_key"])
+    )
+
+
+@dataclass(frozen=True)
+class Claim:
+    item_id: int
+    token: str
+
+
+def claim_due(session: Session, lease_seconds: int, limit: int, kinds: list[str] | None = None,
+              now: datetime | None = None) -> list[Claim]:
+    """Lease up to `limit` due rows of the registered kinds; returns (id, token) pairs."""
+    now = now or utcnow()
+    kinds = registered_kinds() if kinds is None else kinds
+    if not kinds:
+        return []
+    due = or_(and_(OutboxItem.status == "pending", OutboxItem.available_at <= now),
+              and_(OutboxItem.status == "running", OutboxItem.lease_until < now))
+    ids = session.scalars(
+        select(OutboxItem.id).where(due, OutboxItem.kind.in_(kinds))
+        .order_by(OutboxItem.available_at).limit(limit).with_for_update(skip_locked=True)
+    ).all()
+    claims = []
+    for item_id in ids:
+        token = secrets.token_hex(8)
+        session.execute(
+            update(OutboxItem).where(OutboxItem.id == item_id)
+            .values(status="running", claim_token=token, attempts=OutboxItem.attempts + 1,
+                    lease_until=now + timedelta(seconds=lease_seconds))
+        )
+        claims.append(Claim(item_id, token))
+    return claims
+
+
+def perform(db: Database, claim: Claim, max_attempts: int) -> str:
+    """Run one claimed effect; returns the row's new status (or 'stale' if the claim was lost)."""
+    with db.session() as s:
+        item = s.get(OutboxItem, claim.item_id)
+        if item is None or item.claim_token != claim.token or item.status != "running":
+            return "stale"
+        kind, payload, key, attempts, case_id = item.kind, dict(item.payload), item.idempotency_key, item.attempts, item.case_id
+    effect = _effects.get(kind)
+    try:
+        if effect is None:
+            raise EffectError(f"no effect registered for kind {kind!r} in this worker")
+        result = effect(payload, key) or {}
+    except Exception as exc:  # the effect's failure is data; the worker goes on
+        permanent = isinstance(exc, PermanentEffectError) or attempts >= max_attempts
+        return _record_failure(db, claim, case_id, kind, f"{type(exc).__name__}: {exc}", permanent, attempts)
+    with db.session() as s:
+        done = s.execute(
+            update(OutboxItem).where(OutboxItem.id == claim.item_id, OutboxItem.claim_token == claim.token)
+            .values(status="done", done_at=utcnow(), result=result, lease_until=None, last_error="")
+        ).rowcount
+    return "done" if done else "stale"
+
+
+def _record_failure(db: Database, claim: Claim, case_id: int | None, kind: str, error: str,
+                    permanent: bool, attempts: int) -> str:
+    now = utcnow()
+    status = "failed" if permanent else "pending"
+    delay = BACKOFF[min(attempts - 1, len(BACKOFF) - 1)]
+    log.warning("outbox %s #%s attempt %s failed (%s): %s", kind, claim.item_id, attempts, status, error)
+    with db.session() as s:
+        changed = s.execute(
+            update(OutboxItem).where(OutboxItem.id == claim.item_id, OutboxItem.claim_token == claim.token)
+            .values(status=status, last_error=error[:2000], lease_until=None,
+                    available_at=now + timedelta(seconds=delay))
+        ).rowcount
+        if changed and permanent and case_id is not None:
+            s.add(CaseEvent(case_id=case_id, actor="system", actor_role="system", action="effect_failed",
+                            note=f"{kind} 发送失败（已尝试 {attempts} 次）: {error[:300]}",
+                            data={"outbox_id": claim.item_id, "kind": kind}))
+    return status if changed else "stale"

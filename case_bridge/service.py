@@ -1,0 +1,379 @@
+"""The case core's operations: create, act on, read. Each runs inside the caller's
+transaction, and writes its timeline rows and outbox rows in that same transaction."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, or_, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from case_bridge import duplicates, outbox
+from case_bridge.catalogue import Catalogue, CatalogueError, load_catalogue
+from case_bridge.deadlines import Clock, TimeLimits, load_time_limits
+from case_bridge.models import Case, CaseEvent, CaseLink, HandlingUnit
+from case_bridge.numbering import next_case_number
+from case_bridge.schemas import ActionIn, CaseOut, EventOut, LinkOut, NewCase
+from case_bridge.workflow import FINISHED_STATES, SATISFACTION, STATES, WorkflowError, allowed_actions, check
+from hotline.accounts import SYSTEM, Actor
+from hotline.db import utcnow
+from hotline.phone import InvalidPhoneNumber, normalise
+from hotline.settings import Settings
+from hotline.workcalendar import WorkCalendar, load_calendar
+
+
+class CaseInputError(ValueError):
+    """The input cannot become a case; the message says what to correct."""
+
+
+class CaseNotFound(LookupError):
+    pass
+
+
+@dataclass
+class CreateResult:
+    case: Case
+    created: bool
+    possible_duplicates: list[str] = field(default_factory=list)
+
+
+class CaseCore:
+    """Catalogue, time limits and calendar, loaded and validated once, and the operations over them."""
+
+    def __init__(self, settings: Settings, catalogue: Catalogue | None = None,
+                 calendar: WorkCalendar | None = None, limits: TimeLimits | None = None) -> None:
+        self.settings = settings
+        self.catalogue = catalogue or load_catalogue(settings.categories_file)
+        self.calendar = calendar or load_calendar(settings.calendar_file, settings.timezone)
+        self.limits = limits or load_time_limits(self.calendar, settings.time_limits_file)
+
+    # ------------------------------------------------------------------ create
+    def create_case(self, session: Session, data: NewCase, actor: Actor = SYSTEM) -> CreateResult:
+        if data.idempotency_key:
+            existing = session.scalar(select(Case).where(Case.idempotency_key == data.idempotency_key))
+            if existing is not None:
+                return CreateResult(existing, created=False)
+        self._validate(session, data)
+        now = utcnow()
+        phone = None
+        if data.caller_phone:
+            try:
+                phone = normalise(data.caller_phone, self.settings.phone_region)
+            except InvalidPhoneNumber as exc:
+                raise CaseInputError(f"caller_phone: {exc}") from None
+        number = next_case_number(session, data.category_key, now.astimezone(self.settings.zone).date())
+        case = Case(
+            number=number, idempotency_key=data.idempotency_key, channel=data.channel,
+            request_type=data.request_type, urgency=data.urgency, category_key=data.category_key,
+            description=data.description, caller_phone=phone.e164 if phone else None,
+            caller_name=data.caller_name, address_text=data.address_text,
+            district_code=data.district_code, street_code=data.street_code,
+            community_code=data.community_code, grid_code=data.grid_code, lon=data.lon, lat=data.lat,
+            placement_confidence=data.placement_confidence, state="intake", created_at=now, updated_at=now,
+        )
+        case.handling_unit_code = self._default_unit(session, case)
+        try:
+            with session.begin_nested():
+                session.add(case)
+                session.flush()
+        except IntegrityError:
+            if data.idempotency_key:  # a concurrent create with the same key won the race
+                existing = session.scalar(select(Case).where(Case.idempotency_key == data.idempotency_key))
+                if existing is not None:
+                    return CreateResult(existing, created=False)
+            raise
+        self._event(session, case, actor, "create", None, "intake", note="",
+                    data={"channel": data.channel, "request_type": data.request_type})
+        if phone and phone.is_mobile and data.channel in ("phone", "sms", "web"):
+            outbox.enqueue(session, "sms", {"to": phone.e164, "template": "receipt", "case_number": number},
+                           key=f"sms:receipt:{case.id}", case_id=case.id)
+        if data.answer:
+            self.apply_action(session, case, "answer", actor, ActionIn(note=data.answer))
+        elif data.file and data.category_key and data.request_type in ("投诉", "求助", "建议"):
+            self.apply_action(session, case, "file", actor if actor.role != "district" else SYSTEM, ActionIn())
+            confident = (data.placement_confidence or 0) >= self.settings.auto_dispatch_threshold
+            if confident and case.handling_unit_code:
+                self.apply_action(session, case, "dispatch", SYSTEM, ActionIn(note="定位可信，自动派遣"))
+        found = duplicates.flag_possible_repeats(session, case, self.settings)
+        return CreateResult(case, created=True, possible_duplicates=found)
+
+    def _validate(self, session: Session, data: NewCase) -> None:
+        if data.category_key is not None:
+            try:
+                self.catalogue.get(data.category_key)
+            except CatalogueError as exc:
+                raise CaseInputError(f"category_key: {exc}") from None
+        elif data.request_type in ("投诉", "求助"):
+            raise CaseInputError("category_key: a 投诉 or 求助 needs a CJ/T 214 category")
+        if len(data.description) > self.settings.description_max_length:
+            raise CaseInputError(f"description: {len(data.description)} characters; at most "
+                                 f"{self.settings.description_max_length} are kept — shorten it")
+        if data.district_code and not session.scalar(
+                select(func.count()).select_from(HandlingUnit).where(HandlingUnit.district_code == data.district_code)):
+            raise CaseInputError(f"district_code: {data.district_code} is not a district this hotline serves")
+        if (data.lon is None) != (data.lat is None):
+            raise CaseInputError("lon and lat: give both or neither")
+
+    def _default_unit(self, session: Session, case: Case) -> str | None:
+        """The district's centre, or the unit that covers the case's 街道 (e.g. 大鹏新区)."""
+        if not case.district_code:
+            return None
+        units = session.scalars(select(HandlingUnit).where(
+            HandlingUnit.district_code == case.district_code, HandlingUnit.active.is_(True),
+            HandlingUnit.kind == "district_centre")).all()
+        for unit in units:
+            if case.street_code and case.street_code in (unit.street_codes or []):
+                return unit.code
+        general = [u for u in units if not u.street_codes]
+        return general[0].code if general else None
+
+    # ------------------------------------------------------------------ act
+    def apply_action(self, session: Session, case: Case | str, action: str, actor: Actor,
+                     params: ActionIn | None = None) -> Case:
+        params = params or ActionIn()
+        if isinstance(case, str):
+            case = self.lock_case(session, case)
+        own = actor.role != "district" or (actor.unit_code is not None and actor.unit_code == case.handling_unit_code)
+        t = check(action, case.state, actor.role, own_unit=own, note=params.note)
+        now = utcnow()
+        before = case.state
+        data: dict[str, Any] = {}
+        getattr(self, f"_on_{action}", lambda *a: None)(session, case, actor, params, now, data)
+        if t.target:
+            case.state = t.target
+        case.updated_at = now
+        event = self._event(session, case, actor, action, before, case.state, params.note, data)
+        self._after(session, case, action, event, now)
+        return case
+
+    def lock_case(self, session: Session, number: str) -> Case:
+        case = session.scalar(select(Case).where(Case.number == number).with_for_update())
+        if case is None:
+            raise CaseNotFound(f"no case {number}")
+        return case
+
+    def _clock(self, case: Case) -> Clock | None:
+        if case.clock_started_at is None:
+            return None
+        return Clock(case.clock_started_at, case.limit_minutes or 0, case.limit_basis or "work",
+                     case.extension_minutes, case.suspended_minutes, case.suspended_since)
+
+    def _set_clock(self, case: Case, clock: Clock | None) -> None:
+        if clock is None:
+            case.clock_started_at = case.due_at = case.suspended_since = None
+            case.limit_minutes, case.extension_minutes, case.suspended_minutes = None, 0, 0.0
+            return
+        case.clock_started_at, case.limit_minutes, case.limit_basis = clock.started_at, clock.limit_minutes, clock.basis
+        case.extension_minutes, case.suspended_minutes = clock.extension_minutes, clock.suspended_minutes
+        case.suspended_since = clock.suspended_since
+        case.due_at = clock.due_at(self.calendar)
+
+    def _on_file(self, session, case, actor, params, now, data) -> None:
+        if not case.category_key:
+            raise WorkflowError("立案 needs a category: set category_key first", status=422)
+        case.filed_at = now
+
+    def _on_answer(self, session, case, actor, params, now, data) -> None:
+        case.closed_at = now
+
+    def _on_dispatch(self, session, case, actor, params, now, data) -> None:
+        code = params.unit_code or case.handling_unit_code or self._default_unit(session, case)
+        unit = session.get(HandlingUnit, code) if code else None
+        if unit is None or not unit.active:
+            raise WorkflowError("派遣 needs a handling unit: give unit_code, or place the case in a district first",
+                                status=422)
+        case.handling_unit_code = unit.code
+        case.dispatched_at = now
+        limit = self.limits.limit_for(case.category_key, case.urgency)
+        case.limit_label = limit.label
+        self._set_clock(case, Clock(now, limit.minutes, limit.basis))
+        case.urged_count = 0
+        data.update(unit=unit.code, limit=limit.label)
+
+    def _on_return(self, session, case, actor, params, now, data) -> None:
+        data["returned_by"] = case.handling_unit_code
+        self._set_clock(case, None)
+
+    def _on_report_result(self, session, case, actor, params, now, data) -> None:
+        clock = self._clock(case)
+        data["on_time"] = bool(clock is None or clock.used_minutes(self.calendar, now) <= clock.total_minutes)
+
+    def _on_reject_result(self, session, case, actor, params, now, data) -> None:
+        case.rework_count += 1
+        data["rework"] = True
+
+    def _on_close(self, session, case, actor, params, now, data) -> None:
+        case.closed_at = now
+
+    def _on_record_satisfaction(self, session, case, actor, params, now, data) -> None:
+        if params.answer not in SATISFACTION:
+            raise WorkflowError("回访 needs answer: 满意, 基本满意 or 不满意", status=422)
+        case.satisfaction = params.answer
+        data["answer"] = params.answer
+        if params.answer == "不满意":
+            case.reopen_requested = True  # a request for the dispatcher, never a silent reopen
+            data["reopen_requested"] = True
+
+    def _on_reopen(self, session, case, actor, params, now, data) -> None:
+        case.reopen_requested = False
+        case.rework_count += 1
+        case.closed_at = None
+        data["rework"] = True
+
+    def _on_request_extension(self, session, case, actor, params, now, data) -> None:
+        if not params.minutes:
+            raise WorkflowError("申请延期 needs minutes: the working minutes asked for", status=422)
+        case.pending_extension_minutes = params.minutes
+        data["minutes"] = params.minutes
+
+    def _on_approve_extension(self, session, case, actor, params, now, data) -> None:
+        if not case.pending_extension_minutes:
+            raise WorkflowError("no extension has been requested for this case")
+        clock = self._clock(case)
+        data["minutes"] = case.pending_extension_minutes
+        if clock:
+            self._set_clock(case, clock.extend(case.pending_extension_minutes))
+        case.pending_extension_minutes = None
+        case.urged_count = 0
+
+    def _on_reject_extension(self, session, case, actor, params, now, data) -> None:
+        if not case.pending_extension_minutes:
+            raise WorkflowError("no extension has been requested for this case")
+        case.pending_extension_minutes = None
+
+    def _on_suspend(self, session, case, actor, params, now, data) -> None:
+        clock = self._clock(case)
+        if clock:
+            self._set_clock(case, clock.suspend(now))
+
+    def _on_resume(self, session, case, actor, params, now, data) -> None:
+        clock = self._clock(case)
+        if clock:
+            self._set_clock(case, clock.resume(self.calendar, now))
+
+    def _on_void(self, session, case, actor, params, now, data) -> None:
+        if params.duplicate_of:
+            master = session.scalar(select(Case).where(Case.number == params.duplicate_of))
+            if master is None or master.id == case.id:
+                raise WorkflowError(f"duplicate_of: no other case {params.duplicate_of}", status=422)
+            duplicates.confirm(session, case, master)
+            data["duplicate_of"] = master.number
+        self._set_clock(case, None)
+
+    def _on_urge(self, session, case, actor, params, now, data) -> None:
+        case.urged_count += 1
+        data["urge"] = case.urged_count
+
+    def _after(self, session: Session, case: Case, action: str, event: CaseEvent, now: datetime) -> None:
+        """Outbox rows caused by an action, in the same transaction."""
+        unit = session.get(HandlingUnit, case.handling_unit_code) if case.handling_unit_code else None
+        if action in ("dispatch", "urge") and unit is not None and unit.webhook_url:
+            outbox.enqueue(session, "webhook", {
+                "url": unit.webhook_url,
+                "body": {"event": f"case.{action}ed" if action == "dispatch" else "case.urged",
+                         "case": self.to_summary(case)},
+            }, key=f"webhook:{action}:{case.id}:{event.id}", case_id=case.id)
+        if action in ("close", "answer") and case.caller_phone and case.caller_phone.startswith("+86"):
+            outbox.enqueue(session, "sms", {"to": case.caller_phone, "template": "result", "case_number": case.number},
+                           key=f"sms:result:{case.id}:{event.id}", case_id=case.id)
+        if action == "close" and case.caller_phone:
+            outbox.enqueue(session, "survey_call", {"to": case.caller_phone, "case_number": case.number},
+                           key=f"survey:{case.id}:{event.id}", case_id=case.id, due_at=self.next_callback_time(now))
+
+    def next_callback_time(self, after: datetime) -> datetime:
+        """The first moment inside calling hours, at least survey_delay_minutes after `after`."""
+        s = self.settings
+        local = (after + timedelta(minutes=s.survey_delay_minutes)).astimezone(s.zone)
+        start = local.replace(hour=s.callback_hours_start.hour, minute=s.callback_hours_start.minute, second=0, microsecond=0)
+        end = local.replace(hour=s.callback_hours_end.hour, minute=s.callback_hours_end.minute, second=0, microsecond=0)
+        if local < start:
+            local = start
+        elif local >= end:
+            local = start + timedelta(days=1)
+        return local.astimezone(after.tzinfo)
+
+    def _event(self, session: Session, case: Case, actor: Actor, action: str, before: str | None,
+               after: str | None, note: str = "", data: dict | None = None) -> CaseEvent:
+        event = CaseEvent(case_id=case.id, at=utcnow(), actor_id=actor.user_id, actor=actor.label,
+                          actor_role=actor.role, action=action, from_state=before, to_state=after,
+                          note=note, data=data or {})
+        session.add(event)
+        session.flush()
+        return event
+
+    # ------------------------------------------------------------------ read
+    def visible(self, actor: Actor):
+        """The WHERE clause limiting what this actor may see: a district sees only its own cases."""
+        if actor.role == "district":
+            return Case.handling_unit_code == actor.unit_code
+        return True
+
+    def get_case(self, session: Session, number: str, actor: Actor) -> Case:
+        case = session.scalar(select(Case).where(Case.number == number, self.visible(actor)))
+        if case is None:
+            raise CaseNotFound(f"no case {number}")  # the same answer whether absent or not yours
+        return case
+
+    def list_cases(self, session: Session, actor: Actor, state: str | None = None, district_code: str | None = None,
+                   unit_code: str | None = None, phone: str | None = None, limit: int = 50, offset: int = 0) -> list[Case]:
+        q = select(Case).where(self.visible(actor))
+        if state:
+            q = q.where(Case.state == state)
+        if district_code:
+            q = q.where(Case.district_code == district_code)
+        if unit_code:
+            q = q.where(Case.handling_unit_code == unit_code)
+        if phone:
+            try:
+                q = q.where(Case.caller_phone == normalise(phone, self.settings.phone_region).e164)
+            except InvalidPhoneNumber as exc:
+                raise CaseInputError(f"phone: {exc}") from None
+        return list(session.scalars(q.order_by(Case.id.desc()).limit(limit).offset(offset)))
+
+    def dispatcher_queue(self, session: Session) -> list[Case]:
+        """Cases waiting for a person to place or re-place them."""
+        return list(session.scalars(select(Case).where(or_(
+            Case.state.in_(("filed", "returned", "reopened")), Case.reopen_requested.is_(True))).order_by(Case.id)))
+
+    def light(self, case: Case, now: datetime | None = None) -> str | None:
+        clock = self._clock(case)
+        if clock is None or case.state in FINISHED_STATES or case.state == "reported":
+            return None
+        return clock.light(self.calendar, now or utcnow())
+
+    def to_summary(self, case: Case) -> dict[str, Any]:
+        cat = self.catalogue.get(case.category_key) if case.category_key in self.catalogue else None
+        return {"number": case.number, "state": case.state, "state_label": STATES[case.state],
+                "category_key": case.category_key, "category_name": cat.name if cat else None,
+                "urgency": case.urgency, "description": case.description, "address_text": case.address_text,
+                "district_code": case.district_code, "handling_unit": case.handling_unit_code,
+                "due_at": case.due_at.isoformat() if case.due_at else None}
+
+    def to_out(self, session: Session, case: Case, actor: Actor, with_timeline: bool = True) -> CaseOut:
+        cat = self.catalogue.get(case.category_key) if case.category_key in self.catalogue else None
+        own = actor.role != "district" or actor.unit_code == case.handling_unit_code
+        links = []
+        timeline = []
+        if with_timeline:
+            rows = session.execute(
+                select(CaseLink, Case.number).join(Case, Case.id == CaseLink.other_case_id)
+                .where(CaseLink.case_id == case.id)).all()
+            back = session.execute(
+                select(CaseLink, Case.number).join(Case, Case.id == CaseLink.case_id)
+                .where(CaseLink.other_case_id == case.id)).all()
+            links = [LinkOut(id=l.id, other_case=n, kind=l.kind, status=l.status, reason=l.reason) for l, n in rows + back]
+            timeline = [EventOut.model_validate(e, from_attributes=True) for e in
+                        session.scalars(select(CaseEvent).where(CaseEvent.case_id == case.id).order_by(CaseEvent.id))]
+        return CaseOut(
+            **{k: getattr(case, k) for k in (
+                "number", "channel", "request_type", "urgency", "category_key", "description", "caller_phone",
+                "caller_name", "address_text", "district_code", "street_code", "community_code", "grid_code",
+                "lon", "lat", "placement_confidence", "state", "created_at", "updated_at", "due_at",
+                "satisfaction", "reopen_requested", "pending_extension_minutes")},
+            category_name=cat.name if cat else None, handling_unit=case.handling_unit_code,
+            state_label=STATES[case.state], time_limit=case.limit_label if case.clock_started_at else None,
+            deadline_light=self.light(case), allowed_actions=allowed_actions(case.state, actor.role, own),
+            links=links, timeline=timeline,
+        )

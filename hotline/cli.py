@@ -1,0 +1,232 @@
+"""`hotline …`: the one entry point. The only module of `hotline` that imports the parts above it."""
+from __future__ import annotations
+
+import argparse
+import getpass
+import logging
+import os
+import signal
+import subprocess
+import sys
+from datetime import datetime, timezone
+
+from hotline.settings import SettingsError, get_settings
+
+DEMO_USERS = [  # (username, role, unit, display name)
+    ("agent", "agent", None, "坐席员（演示）"),
+    ("dispatcher", "dispatcher", None, "派遣员（演示）"),
+    ("futian", "district", "440304", "福田区平台（演示）"),
+    ("supervisor", "supervisor", None, "班长（演示）"),
+    ("admin", "admin", None, "管理员（演示）"),
+]
+
+
+def _db():
+    from hotline.db import Database
+    return Database(get_settings().database_url)
+
+
+def cmd_db_upgrade(args) -> None:
+    from hotline.migrate import upgrade
+    upgrade(get_settings().database_url)
+    print("database is at the newest schema")
+
+
+def cmd_seed(args) -> None:
+    from case_bridge import load_catalogue, seed_units
+    from hotline.accounts import User, add_user, new_password
+    from sqlalchemy import select
+    cmd_db_upgrade(args)
+    settings = get_settings()
+    catalogue = load_catalogue(settings.categories_file)
+    with _db().session() as session:
+        units = seed_units(session)
+        created = []
+        if not args.no_demo_users:
+            for username, role, unit, name in DEMO_USERS:
+                if session.scalar(select(User).where(User.username == username)) is None:
+                    password = new_password()
+                    add_user(session, username, role, password, display_name=name, unit_code=unit)
+                    created.append((username, role, password))
+    print(f"handling units: {len(units)} created; category catalogue: {len(catalogue)} sub-classes")
+    if created:
+        print("\nDemo users (the passwords are shown this once; reset with `hotline users reset-password`):")
+        for username, role, password in created:
+            print(f"  {username:<12} {role:<11} {password}")
+        print()
+
+
+def _worker_command() -> list[str]:
+    return [sys.executable, "-m", "celery", "-A", "case_bridge.worker", "worker", "-B",
+            "--pool", "threads", "--concurrency", "4", "--loglevel", "INFO"]
+
+
+def cmd_run(args) -> None:
+    """The embedded default: migrate, then the web app here and a Celery worker + beat beside it."""
+    import uvicorn
+    from agent_ui import create_app
+    settings = get_settings()
+    cmd_db_upgrade(args)
+    worker = None
+    if not args.no_worker:
+        worker = subprocess.Popen(_worker_command(), start_new_session=True)
+    print(f"12319 hotline: http://{settings.web_host}:{settings.web_port}/  (Ctrl-C stops)", flush=True)
+    try:
+        uvicorn.run(create_app(settings), host=settings.web_host, port=settings.web_port, log_level="info")
+    finally:
+        if worker is not None and worker.poll() is None:
+            worker.send_signal(signal.SIGTERM)  # warm shutdown: running effects finish, rows stay leased otherwise
+            try:
+                worker.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                worker.kill()
+        print("stopped", flush=True)
+
+
+def cmd_web(args) -> None:
+    import uvicorn
+    from agent_ui import create_app
+    s = get_settings()
+    uvicorn.run(create_app(s), host=s.web_host, port=s.web_port, log_level="info")
+
+
+def cmd_worker(args) -> None:
+    os.execv(sys.executable, _worker_command())
+
+
+def _password(args) -> str:
+    from hotline.accounts import new_password
+    if getattr(args, "password_stdin", False):
+        return sys.stdin.readline().rstrip("\n")
+    if sys.stdin.isatty():
+        return getpass.getpass("password (empty: generate one): ") or new_password()
+    return new_password()
+
+
+def cmd_users(args) -> None:
+    from hotline.accounts import AccountError, Role, add_user, get_user, hash_password, issue_api_key, User
+    from sqlalchemy import select
+    try:
+        with _db().session() as session:
+            if args.users_cmd == "add":
+                password = _password(args)
+                add_user(session, args.username, args.role, password, args.name or "", args.unit)
+                print(f"user {args.username} ({args.role}) added; password: {password}")
+            elif args.users_cmd == "set-role":
+                if args.role not in Role.__members__:
+                    raise AccountError(f"unknown role {args.role!r}")
+                user = get_user(session, args.username)
+                if args.role == "district" and not (args.unit or user.unit_code):
+                    raise AccountError("a district user needs --unit")
+                user.role, user.unit_code = args.role, args.unit or (user.unit_code if args.role == "district" else None)
+                print(f"user {args.username} is now {args.role}")
+            elif args.users_cmd == "reset-password":
+                user = get_user(session, args.username)
+                password = _password(args)
+                user.password_hash = hash_password(password)
+                print(f"password of {args.username} reset: {password}")
+            elif args.users_cmd == "api-key":
+                key = issue_api_key(session, get_user(session, args.username), args.name)
+                print(f"api key for {args.username} ({args.name}), shown once:\n{key}")
+            elif args.users_cmd == "list":
+                for u in session.scalars(select(User).order_by(User.username)):
+                    print(f"{u.username:<16} {u.role:<11} {u.unit_code or '':<10} {'active' if u.active else 'disabled'}")
+    except AccountError as exc:
+        sys.exit(f"error: {exc}")
+
+
+def cmd_case_show(args) -> None:
+    from case_bridge import CaseCore, CaseNotFound
+    from hotline.accounts import Actor
+    settings = get_settings()
+    core = CaseCore(settings)
+    admin = Actor(role="supervisor", username="cli")
+    try:
+        with _db().session() as session:
+            out = core.to_out(session, core.get_case(session, args.number, admin), admin)
+    except CaseNotFound as exc:
+        sys.exit(f"error: {exc}")
+    zone = settings.zone
+    print(f"{out.number}  {out.state_label}  {out.request_type}/{out.urgency}  {out.category_name or '未分类'}")
+    print(f"  地址: {out.address_text or '-'}  区: {out.district_code or '未定位'}  单位: {out.handling_unit or '-'}")
+    print(f"  来电: {out.caller_phone or '-'}  时限: {out.time_limit or '-'}  到期: "
+          f"{out.due_at.astimezone(zone):%Y-%m-%d %H:%M}" if out.due_at else f"  来电: {out.caller_phone or '-'}")
+    print(f"  描述: {out.description}")
+    print("  时间线:")
+    for e in out.timeline:
+        move = f"{e.from_state or '-'} → {e.to_state or '-'}"
+        print(f"    {e.at.astimezone(zone):%Y-%m-%d %H:%M:%S}  {e.action:<20} {move:<24} {e.actor}({e.actor_role})  {e.note}")
+
+
+def cmd_kpi(args) -> None:
+    from case_bridge import KPI_LABELS, kpi_report
+    parse = lambda t: datetime.fromisoformat(t).replace(tzinfo=get_settings().zone)  # noqa: E731
+    with _db().session() as session:
+        rows = kpi_report(session, args.group_by, parse(args.start), parse(args.end))
+    for r in rows:
+        d = r.as_dict()
+        print(d.pop("group") or "（未定位）")
+        for k, v in d.items():
+            print(f"  {KPI_LABELS[k]:<12} {v if v is not None else '-'}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="hotline", description="12319 城建服务热线 contact centre")
+    sub = p.add_subparsers(dest="cmd", required=True)
+    run = sub.add_parser("run", help="migrate and start web app + Celery worker + beat (embedded default)")
+    run.add_argument("--no-worker", action="store_true", help="start the web app only")
+    run.set_defaults(fn=cmd_run)
+    sub.add_parser("web", help="the web app only (scale mode)").set_defaults(fn=cmd_web)
+    sub.add_parser("worker", help="a Celery worker with beat (scale mode)").set_defaults(fn=cmd_worker)
+    db = sub.add_parser("db", help="database").add_subparsers(dest="db_cmd", required=True)
+    db.add_parser("upgrade", help="migrate to the newest schema").set_defaults(fn=cmd_db_upgrade)
+    seed = sub.add_parser("seed", help="load reference data and demo users (idempotent)")
+    seed.add_argument("--no-demo-users", action="store_true")
+    seed.set_defaults(fn=cmd_seed)
+
+    users_p = sub.add_parser("users", help="users and roles")
+    users = users_p.add_subparsers(dest="users_cmd", required=True)
+    add = users.add_parser("add")
+    add.add_argument("username")
+    add.add_argument("--role", required=True, choices=["agent", "dispatcher", "district", "supervisor", "admin"])
+    add.add_argument("--unit", help="handling unit code (district users)")
+    add.add_argument("--name")
+    add.add_argument("--password-stdin", action="store_true")
+    sr = users.add_parser("set-role")
+    sr.add_argument("username")
+    sr.add_argument("role")
+    sr.add_argument("--unit")
+    rp = users.add_parser("reset-password")
+    rp.add_argument("username")
+    rp.add_argument("--password-stdin", action="store_true")
+    key = users.add_parser("api-key", help="issue an API key acting as this user")
+    key.add_argument("username")
+    key.add_argument("--name", required=True)
+    users.add_parser("list")
+    users_p.set_defaults(fn=cmd_users)
+
+    case = sub.add_parser("case", help="cases").add_subparsers(dest="case_cmd", required=True)
+    show = case.add_parser("show", help="a case with its timeline")
+    show.add_argument("number")
+    show.set_defaults(fn=cmd_case_show)
+
+    kpi = sub.add_parser("kpi", help="CJ/T 292 indicators over a period")
+    kpi.add_argument("--group-by", choices=["district", "unit", "category"], default="district")
+    kpi.add_argument("--start", required=True, help="local date or date-time, e.g. 2026-11-01")
+    kpi.add_argument("--end", required=True)
+    kpi.set_defaults(fn=cmd_kpi)
+    return p
+
+
+def main(argv: list[str] | None = None) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    args = build_parser().parse_args(argv)
+    try:
+        get_settings()
+    except SettingsError as exc:
+        sys.exit(str(exc))
+    args.fn(args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,144 @@
+"""Settings from HOTLINE_* environment variables and an optional TOML file.
+
+Precedence: environment, then the TOML file named by HOTLINE_CONFIG (or ./hotline.toml
+when present), then defaults. Everything is validated at start; a wrong value raises
+SettingsError naming the setting and what is wrong with it.
+"""
+from __future__ import annotations
+
+import os
+import re
+from datetime import time
+from functools import lru_cache
+from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
+
+ENV_PREFIX = "HOTLINE_"
+
+
+class SettingsError(ValueError):
+    """A setting is missing or wrong; the message says which one and why."""
+
+
+def _config_file() -> Path | None:
+    named = os.environ.get("HOTLINE_CONFIG")
+    if named:
+        path = Path(named)
+        if not path.is_file():
+            raise SettingsError(f"HOTLINE_CONFIG names {path}, which is not a readable file")
+        return path
+    default = Path("hotline.toml")
+    return default if default.is_file() else None
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid", validate_default=True)
+
+    # where the embedded default keeps its files (database, broker, recordings)
+    data_dir: Path = Path("var")
+    database_url: str = ""
+    broker_url: str = ""
+    web_host: str = "127.0.0.1"
+    web_port: int = Field(8319, ge=1, le=65535)
+
+    timezone: str = "Asia/Shanghai"
+    phone_region: str = Field("CN", min_length=2, max_length=2)
+    city_name: str = "深圳市"
+
+    # case core
+    description_max_length: int = Field(2000, ge=50, le=20000)
+    duplicate_window_hours: float = Field(72, gt=0)
+    duplicate_distance_m: float = Field(50, gt=0)
+    categories_file: Path | None = None
+    time_limits_file: Path | None = None
+    calendar_file: Path | None = None
+
+    auto_dispatch_threshold: float = Field(0.9, ge=0, le=1)
+    open311_public_read: bool = False  # GET requests without an api_key
+
+    # outbox
+    outbox_poll_seconds: float = Field(2.0, gt=0)
+    outbox_batch_size: int = Field(50, ge=1, le=1000)
+    outbox_lease_seconds: int = Field(120, ge=5)
+    outbox_max_attempts: int = Field(8, ge=1)
+    webhook_timeout_seconds: float = Field(10.0, gt=0)
+    overdue_scan_seconds: float = Field(60.0, gt=0)
+
+    # satisfaction callbacks are placed inside these local hours
+    callback_hours_start: time = time(9, 0)
+    callback_hours_end: time = time(20, 0)
+    survey_delay_minutes: int = Field(30, ge=0)
+
+    # which parts contribute outbox effects (imported by the worker)
+    effect_plugins: list[str] = ["case_bridge.webhook"]
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        path = _config_file()
+        if path is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
+        return tuple(sources)
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r}; use an IANA name such as Asia/Shanghai") from None
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _supported_database(cls, value: str) -> str:
+        if value and not re.match(r"^(sqlite|postgresql)(\+\w+)?://", value):
+            raise ValueError("only sqlite:///PATH and postgresql+psycopg://… URLs are supported")
+        return value
+
+    @model_validator(mode="after")
+    def _derive_defaults(self) -> "Settings":
+        if not self.database_url:
+            self.database_url = f"sqlite:///{self.data_dir / 'hotline.db'}"
+        if not self.broker_url:
+            self.broker_url = f"sqla+sqlite:///{self.data_dir / 'celery-broker.db'}"
+        if self.callback_hours_end <= self.callback_hours_start:
+            raise ValueError("callback_hours_end must be later than callback_hours_start")
+        return self
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build and validate settings; raise SettingsError with a readable message."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            name = ".".join(str(p) for p in err["loc"]) or "settings"
+            env = f"{ENV_PREFIX}{name.upper()}" if err["loc"] else name
+            lines.append(f"{env}: {err['msg']} (got {err.get('input')!r})")
+        raise SettingsError("invalid settings:\n  " + "\n  ".join(lines)) from None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, loaded once."""
+    return load_settings()
