@@ -79,7 +79,7 @@ def load_time_limits(calendar: WorkCalendar, path: Path | None = None) -> TimeLi
                            TimeLimit(round(amount * per), basis, f"{row['limit'].strip()} {unit}")))
     table = TimeLimits(rules)
     for u in URGENCIES:  # fail at load, not on the first case of an unlisted kind
-        table.limit_for("Z9999", u)
+        table.limit_for(None, u)
     return table
 
 

@@ -80,7 +80,7 @@ class Case(Base):
     pending_extension_minutes: Mapped[int | None]
 
     events: Mapped[list["CaseEvent"]] = relationship(back_populates="case", order_by="CaseEvent.id", viewonly=True)
-    unit: Mapped[HandlingUnit | None] = relationship(lazy="joined")
+    unit: Mapped[HandlingUnit | None] = relationship()
 
 
 class CaseEvent(Base):

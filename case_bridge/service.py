@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Callable
 
 from sqlalchemy import func, or_, select
 from sqlalchemy.exc import IntegrityError
@@ -43,8 +43,10 @@ class CaseCore:
     """Catalogue, time limits and calendar, loaded and validated once, and the operations over them."""
 
     def __init__(self, settings: Settings, catalogue: Catalogue | None = None,
-                 calendar: WorkCalendar | None = None, limits: TimeLimits | None = None) -> None:
+                 calendar: WorkCalendar | None = None, limits: TimeLimits | None = None,
+                 now: Callable[[], datetime] = utcnow) -> None:
         self.settings = settings
+        self.now = now  # the clock; a site's tests and replays can pass their own
         self.catalogue = catalogue or load_catalogue(settings.categories_file)
         self.calendar = calendar or load_calendar(settings.calendar_file, settings.timezone)
         self.limits = limits or load_time_limits(self.calendar, settings.time_limits_file)
@@ -56,7 +58,7 @@ class CaseCore:
             if existing is not None:
                 return CreateResult(existing, created=False)
         self._validate(session, data)
-        now = utcnow()
+        now = self.now()
         phone = None
         if data.caller_phone:
             try:
@@ -88,7 +90,7 @@ class CaseCore:
                     data={"channel": data.channel, "request_type": data.request_type})
         if phone and phone.is_mobile and data.channel in ("phone", "sms", "web"):
             outbox.enqueue(session, "sms", {"to": phone.e164, "template": "receipt", "case_number": number},
-                           key=f"sms:receipt:{case.id}", case_id=case.id)
+                           key=f"sms:receipt:{case.id}", case_id=case.id, due_at=now)
         if data.answer:
             self.apply_action(session, case, "answer", actor, ActionIn(note=data.answer))
         elif data.file and data.category_key and data.request_type in ("投诉", "求助", "建议"):
@@ -137,7 +139,7 @@ class CaseCore:
             case = self.lock_case(session, case)
         own = actor.role != "district" or (actor.unit_code is not None and actor.unit_code == case.handling_unit_code)
         t = check(action, case.state, actor.role, own_unit=own, note=params.note)
-        now = utcnow()
+        now = self.now()
         before = case.state
         data: dict[str, Any] = {}
         getattr(self, f"_on_{action}", lambda *a: None)(session, case, actor, params, now, data)
@@ -149,7 +151,7 @@ class CaseCore:
         return case
 
     def lock_case(self, session: Session, number: str) -> Case:
-        case = session.scalar(select(Case).where(Case.number == number).with_for_update())
+        case = session.scalar(select(Case).where(Case.number == number).with_for_update(of=Case))
         if case is None:
             raise CaseNotFound(f"no case {number}")
         return case
@@ -274,10 +276,10 @@ class CaseCore:
                 "url": unit.webhook_url,
                 "body": {"event": f"case.{action}ed" if action == "dispatch" else "case.urged",
                          "case": self.to_summary(case)},
-            }, key=f"webhook:{action}:{case.id}:{event.id}", case_id=case.id)
+            }, key=f"webhook:{action}:{case.id}:{event.id}", case_id=case.id, due_at=now)
         if action in ("close", "answer") and case.caller_phone and case.caller_phone.startswith("+86"):
             outbox.enqueue(session, "sms", {"to": case.caller_phone, "template": "result", "case_number": case.number},
-                           key=f"sms:result:{case.id}:{event.id}", case_id=case.id)
+                           key=f"sms:result:{case.id}:{event.id}", case_id=case.id, due_at=now)
         if action == "close" and case.caller_phone:
             outbox.enqueue(session, "survey_call", {"to": case.caller_phone, "case_number": case.number},
                            key=f"survey:{case.id}:{event.id}", case_id=case.id, due_at=self.next_callback_time(now))
@@ -296,7 +298,7 @@ class CaseCore:
 
     def _event(self, session: Session, case: Case, actor: Actor, action: str, before: str | None,
                after: str | None, note: str = "", data: dict | None = None) -> CaseEvent:
-        event = CaseEvent(case_id=case.id, at=utcnow(), actor_id=actor.user_id, actor=actor.label,
+        event = CaseEvent(case_id=case.id, at=self.now(), actor_id=actor.user_id, actor=actor.label,
                           actor_role=actor.role, action=action, from_state=before, to_state=after,
                           note=note, data=data or {})
         session.add(event)
@@ -341,7 +343,7 @@ class CaseCore:
         clock = self._clock(case)
         if clock is None or case.state in FINISHED_STATES or case.state == "reported":
             return None
-        return clock.light(self.calendar, now or utcnow())
+        return clock.light(self.calendar, now or self.now())
 
     def to_summary(self, case: Case) -> dict[str, Any]:
         cat = self.catalogue.get(case.category_key) if case.category_key in self.catalogue else None

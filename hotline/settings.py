@@ -127,6 +127,10 @@ class Settings(BaseSettings):
 
 def load_settings(**overrides: object) -> Settings:
     """Build and validate settings; raise SettingsError with a readable message."""
+    known = {f"{ENV_PREFIX}{name.upper()}" for name in Settings.model_fields} | {"HOTLINE_CONFIG"}
+    unknown = sorted(k for k in os.environ if k.startswith(ENV_PREFIX) and k not in known)
+    if unknown:
+        raise SettingsError(f"unknown setting {', '.join(unknown)}: a typo? Known settings: {', '.join(sorted(known))}")
     try:
         return Settings(**overrides)
     except ValidationError as exc:
@@ -134,7 +138,7 @@ def load_settings(**overrides: object) -> Settings:
         for err in exc.errors():
             name = ".".join(str(p) for p in err["loc"]) or "settings"
             env = f"{ENV_PREFIX}{name.upper()}" if err["loc"] else name
-            lines.append(f"{env}: {err['msg']} (got {err.get('input')!r})")
+            lines.append(f"{env} (`{name}` in the TOML file): {err['msg']} (got {err.get('input')!r})")
         raise SettingsError("invalid settings:\n  " + "\n  ".join(lines)) from None
 
 
