@@ -299,10 +299,10 @@ class Server:
     """The web app under uvicorn in its own process group."""
 
     def __init__(self, db_url: str, data_dir: Path, workers: int, access_log: bool, extra: list[str],
-                 py_spy: Path | None = None) -> None:
+                 py_spy: Path | None = None, app: str = "agent_ui:create_app") -> None:
         self.port = free_port()
         self.log_path = data_dir / "uvicorn.log"
-        cmd = [sys.executable, "-m", "uvicorn", "agent_ui:create_app", "--factory", "--host", "127.0.0.1",
+        cmd = [sys.executable, "-m", "uvicorn", app, "--factory", "--host", "127.0.0.1",
                "--port", str(self.port), "--workers", str(workers)]
         cmd += ["--log-level", "info"] if access_log else ["--no-access-log", "--log-level", "warning"]
         self.cmd = cmd + extra
@@ -402,7 +402,7 @@ def run_api(backend: str, db_url: str, work: Path, args, db_pid: int | None) -> 
     if args.py_spy:
         args.py_spy.mkdir(parents=True, exist_ok=True)
         profile = args.py_spy.resolve() / f"server-{backend}.{args.py_spy_format}"
-    server = Server(db_url, data_dir, args.workers, not args.no_access_log, extra, profile)
+    server = Server(db_url, data_dir, args.workers, not args.no_access_log, extra, profile, args.app)
     try:
         server.wait_ready()
         print(f"[{backend}] api: uvicorn pid {server.proc.pid} on {server.base_url} "
@@ -555,6 +555,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-access-log", action="store_true", help="start uvicorn with --no-access-log")
     p.add_argument("--uvicorn-arg", action="append", default=[], metavar="ARG",
                    help="extra uvicorn argument(s), e.g. --uvicorn-arg=--loop=asyncio (repeatable)")
+    p.add_argument("--app", default="agent_ui:create_app", metavar="MODULE:FACTORY",
+                   help="the app factory uvicorn starts (default agent_ui:create_app); another one, importable "
+                        "through PYTHONPATH, lets you A/B a patched app")
     p.add_argument("--py-spy", type=Path, metavar="DIR",
                    help="run the server under `py-spy record --gil` (pip install py-spy) and write its profile to "
                         "DIR/server-BACKEND.{svg,txt,json}; slows the server, so its figures are not comparable")
