@@ -119,3 +119,59 @@ def test_the_fuzz_covers_every_api_operation():
         ("POST", "/api/v1/cases/{number}/actions/{action}"), ("POST", "/api/v1/cases/{number}/links/{link_id}/dismiss"),
         ("GET", "/api/v1/categories"), ("GET", "/api/v1/units"), ("GET", "/api/v1/kpi"),
     }
+
+
+# ------------------------------------------------------------------ what the fuzz found, on both backends
+@pytest.fixture
+def client(settings, db, core):
+    app = create_app(settings, db)
+    app.state.core = core
+    with TestClient(app, raise_server_exceptions=False) as c:
+        yield c
+
+
+@pytest.fixture
+def filed(client, people) -> str:
+    r = client.post("/api/v1/cases", headers=people.auth("agent1"),
+                    json={"category_key": "C0101", "description": "井盖破损", "district_code": "440304"})
+    assert r.status_code == 201, r.text
+    return r.json()["number"]
+
+
+@pytest.mark.parametrize("start,end", [("0001-01-01T00:00:00+01:00", "2026-01-01T00:00:00Z"),
+                                       ("2026-01-01T00:00:00Z", "9999-12-31T23:59:59-01:00")])
+def test_kpi_dates_beyond_the_utc_range_are_a_422(client, people, start, end):
+    """Valid date-times whose UTC form falls outside the years 1-9999 cannot be stored or compared."""
+    r = client.get("/api/v1/kpi", params={"start": start, "end": end}, headers=people.auth("super1"))
+    assert r.status_code == 422, r.text
+
+
+@pytest.mark.parametrize("link_id", [2**31, 2**40, 2**63, 2**70])
+def test_a_link_id_beyond_the_integer_column_is_a_client_error(client, people, filed, link_id):
+    r = client.post(f"/api/v1/cases/{filed}/links/{link_id}/dismiss", headers=people.auth("disp1"))
+    assert r.status_code in (404, 422), r.text
+
+
+@pytest.mark.parametrize("method,path,kw", [
+    ("GET", "/api/v1/cases/C0101%00", {}),
+    ("GET", "/api/v1/cases", {"params": {"state": "filed\x00"}}),
+    ("GET", "/api/v1/cases", {"params": {"unit_code": "440304\x00"}}),
+    ("POST", "/api/v1/cases", {"json": {"category_key": "C0101", "description": "x", "idempotency_key": "k\x00"}}),
+    ("POST", "/api/v1/cases/{n}/actions/dispatch", {"json": {"unit_code": "440304\x00"}}),
+    ("POST", "/api/v1/cases/{n}/actions/void", {"json": {"note": "重复", "duplicate_of": "C0101\x00"}}),
+    ("POST", "/api/v1/cases/C0101%00/actions/void", {"json": {"note": "重复"}}),
+], ids=["case-path", "state", "unit_code", "idempotency_key", "dispatch-unit", "duplicate_of", "action-path"])
+def test_nul_characters_are_a_client_error_not_a_crash(client, people, filed, method, path, kw):
+    """PostgreSQL text cannot hold NUL (0x00): such input must be refused (4xx), not crash the driver (500)."""
+    r = client.request(method, path.replace("{n}", filed), headers=people.auth("super1"), **kw)
+    assert r.status_code < 500, r.text
+
+
+def test_a_body_that_is_not_json_is_a_documented_status(client, people, filed):
+    """FastAPI answers 400 to a body it cannot parse; the OpenAPI document must list it."""
+    spec = client.get("/openapi.json").json()["paths"]
+    for path, body_op in (("/api/v1/cases", "/api/v1/cases"),
+                          (f"/api/v1/cases/{filed}/actions/file", "/api/v1/cases/{number}/actions/{action}")):
+        r = client.post(path, content=b"{not json", headers={**people.auth("super1"), "content-type": "application/json"})
+        assert 400 <= r.status_code < 500
+        assert str(r.status_code) in spec[body_op]["post"]["responses"], (path, r.status_code, r.text)

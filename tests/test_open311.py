@@ -296,9 +296,32 @@ def test_query_by_date(client, key, clock):
 
 @pytest.mark.parametrize("params", [{"start_date": "yesterday"}, {"end_date": "2026-13-45"},
                                     {"start_date": "2026-11-25T00:00:00Z", "end_date": "2026-11-24T00:00:00Z"},
-                                    {"status": "pending"}])
+                                    {"status": "pending"},
+                                    # valid dates whose UTC form falls outside the years 1-9999
+                                    {"start_date": "0001-01-01T00:00:00+01:00"},
+                                    {"end_date": "9999-12-31T23:59:59-01:00"}])
 def test_bad_query_is_a_spec_400(client, key, params):
     is_spec_error(get_requests(client, key, **params), 400)
+
+
+@pytest.mark.parametrize("method,url,kw", [
+    ("GET", "/requests.json", {"params": {"service_request_id": "C0101\x00"}}),
+    ("GET", "/requests.json", {"params": {"service_code": "C0101\x00"}}),
+    ("GET", "/requests/C0101%00.json", {}),
+    ("POST", "/requests.json", {"data": {"service_code": "C0101", "address_string": "福华三路", "description": "x",
+                                         "idempotency_key": "ext\x0042"}}),
+], ids=["ids", "service_code", "path", "idempotency_key"])
+def test_nul_characters_are_a_client_error_not_a_crash(settings, db, core, key, method, url, kw):
+    """PostgreSQL text cannot hold NUL (0x00); such input must be refused, not crash the driver."""
+    app = create_app(settings, db)
+    app.state.core = core
+    kw = {**kw, "params": {**kw.get("params", {}), "api_key": key}} if method == "GET" else \
+        {"data": {**kw["data"], "api_key": key}}
+    with TestClient(app, raise_server_exceptions=False) as c:
+        r = c.request(method, BASE + url, **kw)
+    assert r.status_code < 500, r.text
+    if r.status_code >= 400:
+        is_spec_error(r, r.status_code)
 
 
 def test_default_window_is_the_last_90_days_by_the_core_clock(client, key, clock):

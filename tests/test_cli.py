@@ -1,0 +1,99 @@
+"""The CLI as an operator uses it, in a fresh directory: seed, users, case show, run and stop."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import httpx
+import pytest
+
+from tests.support.postgres import free_port
+
+
+def hotline(*args: str, stdin: str | None = None, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "hotline.cli", *args], capture_output=True, text=True,
+                          input=stdin, env={**os.environ, **(env or {})}, timeout=120)
+
+
+def test_seed_prints_demo_passwords_once_and_users_can_be_managed():
+    first = hotline("seed")
+    assert first.returncode == 0, first.stderr
+    assert "handling units: 10 created" in first.stdout and "144 sub-classes" in first.stdout
+    for role in ("agent", "dispatcher", "district", "supervisor", "admin"):
+        assert f" {role} " in first.stdout
+    again = hotline("seed")
+    assert "handling units: 0 created" in again.stdout and "Demo users" not in again.stdout
+
+    added = hotline("users", "add", "wang", "--role", "district", "--unit", "440305", "--password-stdin",
+                    stdin="a-long-enough-secret\n")
+    assert added.returncode == 0 and "user wang (district) added" in added.stdout
+    short = hotline("users", "add", "li", "--role", "agent", "--password-stdin", stdin="short\n")
+    assert short.returncode != 0 and "at least 10 characters" in short.stderr
+    no_unit = hotline("users", "add", "zhao", "--role", "district", "--password-stdin", stdin="a-long-enough-secret\n")
+    assert no_unit.returncode != 0 and "needs --unit" in no_unit.stderr
+    assert "is now supervisor" in hotline("users", "set-role", "wang", "supervisor").stdout
+    assert "password of wang reset" in hotline("users", "reset-password", "wang").stdout
+    key = hotline("users", "api-key", "wang", "--name", "district-system").stdout.strip().splitlines()[-1]
+    assert key.startswith("hk_")
+    listing = hotline("users", "list").stdout
+    assert "wang" in listing and "supervisor" in listing
+
+
+def test_bad_settings_stop_the_cli_with_the_reason():
+    out = hotline("db", "upgrade", env={"HOTLINE_WEB_PORT": "eighty"})
+    assert out.returncode != 0 and "HOTLINE_WEB_PORT" in out.stderr
+
+
+def test_case_show_prints_the_timeline():
+    assert hotline("seed").returncode == 0
+    key = hotline("users", "api-key", "agent", "--name", "t").stdout.strip().splitlines()[-1]
+    from fastapi.testclient import TestClient
+    from agent_ui import create_app
+    from hotline.settings import get_settings
+    get_settings.cache_clear()
+    client = TestClient(create_app())
+    made = client.post("/api/v1/cases", headers={"Authorization": f"Bearer {key}"},
+                       json={"description": "井盖丢失", "category_key": "C0114", "district_code": "440304",
+                             "placement_confidence": 0.95, "address_text": "福田区深南中路"})
+    assert made.status_code == 201, made.text
+    number = made.json()["number"]
+    shown = hotline("case", "show", number)
+    assert shown.returncode == 0, shown.stderr
+    assert number in shown.stdout and "无主井盖" in shown.stdout and "dispatch" in shown.stdout
+    assert "filed → dispatched" in shown.stdout
+    missing = hotline("case", "show", "E0000000000000000")
+    assert missing.returncode != 0 and "no case" in missing.stderr
+
+
+@pytest.mark.timeout(120)
+def test_run_serves_and_stops_cleanly_on_ctrl_c(tmp_path):
+    port = free_port()
+    env = {**os.environ, "HOTLINE_WEB_PORT": str(port)}
+    proc = subprocess.Popen([sys.executable, "-m", "hotline.cli", "run"], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                r = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2)
+                if r.status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline and proc.poll() is None, "hotline run did not come up"
+            time.sleep(0.3)
+        home = httpx.get(f"http://127.0.0.1:{port}/")
+        assert "12319 城建服务热线" in home.text
+        docs = httpx.get(f"http://127.0.0.1:{port}/docs")
+        assert "/static/swagger/swagger-ui-bundle.js" in docs.text
+        assert httpx.get(f"http://127.0.0.1:{port}/static/swagger/swagger-ui-bundle.js").status_code == 200
+        os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C reaches the whole foreground group
+        out, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 0, out
+    assert "stopped" in out
