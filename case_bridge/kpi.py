@@ -65,13 +65,13 @@ def kpi_report(session: Session, group_by: str, start: datetime, end: datetime) 
     row = lambda g: rows.setdefault(g, KpiRow(g))  # noqa: E731
     closed_cases: dict[int, tuple[str | None, datetime]] = {}
     events = session.execute(
-        select(CaseEvent.case_id, CaseEvent.action, CaseEvent.at, CaseEvent.data, col, Case.filed_at)
+        select(CaseEvent.case_id, CaseEvent.action, CaseEvent.at, CaseEvent.data, col)
         .join(Case, Case.id == CaseEvent.case_id)
         .where(CaseEvent.at >= start, CaseEvent.at < end,
                CaseEvent.action.in_(("file", "close", "report_result", "reject_result", "reopen", "record_satisfaction")))
         .order_by(CaseEvent.id)
     ).all()
-    for case_id, action, at, data, group, filed_at in events:
+    for case_id, action, at, data, group in events:
         r = row(group)
         if action == "file":
             r.filed += 1

@@ -47,7 +47,7 @@ class InProcessBus:
         if not handlers:
             return
         results = await asyncio.gather(*(h(event) for h in handlers), return_exceptions=True)
-        for handler, result in zip(handlers, results):
+        for handler, result in zip(handlers, results, strict=True):
             if isinstance(result, BaseException):
                 log.error("bus handler %r failed on %s: %r", handler, topic, result)
 

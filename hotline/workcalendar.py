@@ -113,7 +113,7 @@ def load_calendar(path: Path | None = None, zone: str = "Asia/Shanghai") -> Work
     periods = tuple(sorted(_parse_period(p, where) for p in raw.get("work_periods", [])))
     if not periods:
         raise CalendarError(f"{where}: work_periods is empty")
-    for (a1, b1), (a2, _) in zip(periods, periods[1:]):
+    for (_, b1), (a2, _) in zip(periods, periods[1:], strict=False):
         if a2 < b1:
             raise CalendarError(f"{where}: work periods overlap")
     unknown = set(raw) - {"work_weekdays", "work_periods", "holidays", "extra_workdays"}

@@ -7,7 +7,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import func, select
 
-from case_bridge import ActionIn, CaseEvent, HandlingUnit, NewCase, OutboxItem, PermanentEffectError, outbox
+from case_bridge import ActionIn, CaseEvent, HandlingUnit, NewCase, OutboxItem, PermanentEffectError
 from case_bridge.outbox import BACKOFF, EffectError, claim_due, enqueue, perform, register_effect
 from hotline.db import utcnow
 from tests.support.webhook_receiver import WebhookReceiver
@@ -87,7 +87,7 @@ def test_gives_up_after_max_attempts(db):
         enqueue(s, "test_effect", {}, key="down")
     behaviour["down"] = EffectError("connection refused")
     now = utcnow()
-    for attempt in range(1, 4):
+    for _ in range(3):
         status = perform(db, claim(db, now=now)[0], max_attempts=3)
         now += timedelta(hours=2)
     assert status == "failed" and rows(db)["down"][:2] == ("failed", 3)
