@@ -14,7 +14,7 @@ from case_bridge import ActionIn, CaseCore, CaseOut, HandlingUnit, NewCase, kpi_
 from case_bridge.duplicates import dismiss
 from hotline.accounts import Actor
 
-router = APIRouter(prefix="/api/v1", tags=["cases"])
+router = APIRouter(prefix="/api/v1")
 ActorDep = Annotated[Actor, Depends(api_actor)]
 
 
@@ -22,7 +22,7 @@ def _core(request: Request) -> CaseCore:
     return request.app.state.core
 
 
-@router.post("/cases", response_model=CaseOut, status_code=201,
+@router.post("/cases", tags=["cases"], response_model=CaseOut, status_code=201,
              responses={200: {"description": "the idempotency key was seen before: the existing case"},
                         401: {}, 403: {}, 409: {}, 422: {}})
 def create_case(data: NewCase, request: Request, response: Response, actor: ActorDep,
@@ -40,7 +40,7 @@ def create_case(data: NewCase, request: Request, response: Response, actor: Acto
     return out
 
 
-@router.get("/cases", response_model=list[CaseOut], responses={401: {}, 422: {}})
+@router.get("/cases", tags=["cases"], response_model=list[CaseOut], responses={401: {}, 422: {}})
 def list_cases(request: Request, actor: ActorDep,
                state: Annotated[str | None, Query(max_length=12)] = None,
                district_code: Annotated[str | None, Query(pattern=r"^\d{6}$")] = None,
@@ -54,7 +54,7 @@ def list_cases(request: Request, actor: ActorDep,
         return [core.to_out(session, c, actor, with_timeline=False) for c in cases]
 
 
-@router.get("/cases/{number}", response_model=CaseOut, responses={401: {}, 404: {}})
+@router.get("/cases/{number}", tags=["cases"], response_model=CaseOut, responses={401: {}, 404: {}})
 def get_case(number: str, request: Request, actor: ActorDep) -> CaseOut:
     """A case with its timeline, links and the actions this user may take now."""
     core = _core(request)
@@ -67,7 +67,7 @@ ACTIONS = Literal["file", "answer", "dispatch", "accept", "return", "report_resu
                   "reject_extension", "suspend", "resume", "void", "urge"]
 
 
-@router.post("/cases/{number}/actions/{action}", response_model=CaseOut,
+@router.post("/cases/{number}/actions/{action}", tags=["cases"], response_model=CaseOut,
              responses={401: {}, 403: {}, 404: {}, 409: {}, 422: {}})
 def act(number: str, action: ACTIONS, params: ActionIn, request: Request, actor: ActorDep) -> CaseOut:
     """Move a case through the workflow. A wrong state (409), role (403) or missing note (422) is refused."""
@@ -78,7 +78,7 @@ def act(number: str, action: ACTIONS, params: ActionIn, request: Request, actor:
         return core.to_out(session, case, actor)
 
 
-@router.post("/cases/{number}/links/{link_id}/dismiss", response_model=CaseOut, responses={401: {}, 403: {}, 404: {}})
+@router.post("/cases/{number}/links/{link_id}/dismiss", tags=["cases"], response_model=CaseOut, responses={401: {}, 403: {}, 404: {}})
 def dismiss_link(number: str, link_id: int, request: Request, actor: ActorDep) -> CaseOut:
     """Mark a suggested repeat as not a repeat (to confirm one, void the newer case with duplicate_of)."""
     require_role(actor, "agent", "dispatcher", "supervisor")

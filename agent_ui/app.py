@@ -1,15 +1,13 @@
-"""The web application: JSON API, Open311, the OpenAPI page (served locally: call centres
-often have no outside internet), and a status page. Built by `create_app`."""
+"""The web application: JSON API, Open311, the OpenAPI pages (/docs, /redoc) and a status
+page. Built by `create_app`."""
 from __future__ import annotations
 
 import logging
 from pathlib import Path
 
-import swagger_ui_bundle
 from fastapi import FastAPI, Request
-from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse
-from fastapi.staticfiles import StaticFiles
+from fastapi_offline import FastAPIOffline
 from fastapi.templating import Jinja2Templates
 from sqlalchemy import func, select
 
@@ -26,8 +24,9 @@ templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
 
 def create_app(settings: Settings | None = None, db: Database | None = None, bus: EventBus | None = None) -> FastAPI:
     settings = settings or get_settings()
-    app = FastAPI(title="12319 城建服务热线 API", version="1", docs_url=None, redoc_url=None,
-                  description="Case core, workflow and Open311 GeoReport v2 of the 12319 hotline.")
+    # the OpenAPI pages are served from this machine: call centres often have no outside internet
+    app = FastAPIOffline(title="12319 城建服务热线 API", version="1", static_url="/static/docs",
+                         description="Case core, workflow and Open311 GeoReport v2 of the 12319 hotline.")
     app.state.settings = settings
     app.state.db = db or Database(settings.database_url)
     app.state.core = CaseCore(settings)
@@ -35,7 +34,6 @@ def create_app(settings: Settings | None = None, db: Database | None = None, bus
 
     app.include_router(api.router)
     install_open311(app)
-    app.mount("/static/swagger", StaticFiles(directory=swagger_ui_bundle.swagger_ui_path), name="swagger")
 
     @app.exception_handler(CaseInputError)
     async def _input(request: Request, exc: CaseInputError) -> JSONResponse:
@@ -52,13 +50,6 @@ def create_app(settings: Settings | None = None, db: Database | None = None, bus
     @app.exception_handler(CaseNotFound)
     async def _missing(request: Request, exc: CaseNotFound) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=404)
-
-    @app.get("/docs", include_in_schema=False)
-    def docs() -> HTMLResponse:
-        return get_swagger_ui_html(openapi_url="/openapi.json", title="12319 热线 API",
-                                   swagger_js_url="/static/swagger/swagger-ui-bundle.js",
-                                   swagger_css_url="/static/swagger/swagger-ui.css",
-                                   swagger_favicon_url="/static/swagger/favicon-32x32.png")
 
     @app.get("/healthz", tags=["status"])
     def healthz() -> dict:

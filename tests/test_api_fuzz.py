@@ -167,7 +167,7 @@ def test_nul_characters_are_a_client_error_not_a_crash(client, people, filed, me
     assert r.status_code < 500, r.text
 
 
-@pytest.mark.parametrize("body", [b"{not json", b"\xff\xfe{}"], ids=["bad-json", "not-utf8"])
+@pytest.mark.parametrize("body", [b"{not json", b'{"description": "\xc3\x28"}'], ids=["bad-json", "not-utf8"])
 def test_a_body_that_is_not_json_gets_a_documented_status(client, people, filed, body):
     """FastAPI answers 422 to bad JSON and 400 to bytes it cannot decode; the OpenAPI document must list both."""
     spec = client.get("/openapi.json").json()["paths"]

@@ -88,8 +88,8 @@ def test_run_serves_and_stops_cleanly_on_ctrl_c(tmp_path):
         home = httpx.get(f"http://127.0.0.1:{port}/")
         assert "12319 城建服务热线" in home.text
         docs = httpx.get(f"http://127.0.0.1:{port}/docs")
-        assert "/static/swagger/swagger-ui-bundle.js" in docs.text
-        assert httpx.get(f"http://127.0.0.1:{port}/static/swagger/swagger-ui-bundle.js").status_code == 200
+        assert "/static/docs/swagger-ui-bundle.js" in docs.text  # no CDN
+        assert httpx.get(f"http://127.0.0.1:{port}/static/docs/swagger-ui-bundle.js").status_code == 200
         os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C reaches the whole foreground group
         out, _ = proc.communicate(timeout=60)
     finally:
