@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Annotated, Literal
 
+from anyio import from_thread
 from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request, Response
 from sqlalchemy import select
 
@@ -22,6 +23,11 @@ def _core(request: Request) -> CaseCore:
     return request.app.state.core
 
 
+def _publish(request: Request, topic: str, data: dict) -> None:
+    """Tell the rest of the process (live pages, wallboard) after the change is committed."""
+    from_thread.run(request.app.state.bus.publish, topic, data)
+
+
 @router.post("/cases", tags=["cases"], response_model=CaseOut, status_code=201,
              responses={200: {"description": "the idempotency key was seen before: the existing case"},
                         401: {}, 403: {}, 409: {}, 422: {}})
@@ -35,7 +41,11 @@ def create_case(data: NewCase, request: Request, response: Response, actor: Acto
     with request.app.state.db.session() as session:
         result = core.create_case(session, data, actor)
         out = core.to_out(session, result.case, actor)
-    if not result.created:
+    if result.created:
+        _publish(request, "case.created", {"number": out.number, "state": out.state, "by": actor.username,
+                                           "handling_unit": out.handling_unit,
+                                           "possible_duplicates": result.possible_duplicates})
+    else:
         response.status_code = 200
     return out
 
@@ -75,7 +85,10 @@ def act(number: str, action: ACTIONS, params: ActionIn, request: Request, actor:
     with request.app.state.db.session() as session:
         core.get_case(session, number, actor)  # 404 for what this user may not see
         case = core.apply_action(session, number, action, actor, params)
-        return core.to_out(session, case, actor)
+        out = core.to_out(session, case, actor)
+    _publish(request, f"case.{action}", {"number": number, "state": out.state, "by": actor.username,
+                                         "handling_unit": out.handling_unit})
+    return out
 
 
 @router.post("/cases/{number}/links/{link_id}/dismiss", tags=["cases"], response_model=CaseOut, responses={401: {}, 403: {}, 404: {}})
