@@ -3,20 +3,32 @@ units and KPIs. Every call acts as the API key's user; a district user sees and 
 its own unit's cases only."""
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Annotated, Literal
 
 from anyio import from_thread
-from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request, Response
+from fastapi import (
+    APIRouter,
+    Depends,
+    Header,
+    HTTPException,
+    Path,
+    Query,
+    Request,
+    Response,
+)
 from sqlalchemy import select
 
 from agent_ui.auth import api_actor, require_role
 from case_bridge import ActionIn, CaseCore, CaseOut, HandlingUnit, NewCase, kpi_report
 from case_bridge.duplicates import dismiss
+from case_bridge.schemas import NO_NUL
 from hotline.accounts import Actor
 
 router = APIRouter(prefix="/api/v1")
 ActorDep = Annotated[Actor, Depends(api_actor)]
+CaseNumber = Annotated[str, Path(pattern=NO_NUL)]
+BAD_BODY = {400: {"description": "the body could not be decoded (not UTF-8)"}}
 
 
 def _core(request: Request) -> CaseCore:
@@ -30,7 +42,7 @@ def _publish(request: Request, topic: str, data: dict) -> None:
 
 @router.post("/cases", tags=["cases"], response_model=CaseOut, status_code=201,
              responses={200: {"description": "the idempotency key was seen before: the existing case"},
-                        401: {}, 403: {}, 409: {}, 422: {}})
+                        **BAD_BODY, 401: {}, 403: {}, 409: {}, 422: {}})
 def create_case(data: NewCase, request: Request, response: Response, actor: ActorDep,
                 idempotency_key: Annotated[str | None, Header(max_length=128)] = None) -> CaseOut:
     """Create a case. Send the same `Idempotency-Key` (header or field) on a retry to get the same case back."""
@@ -52,9 +64,9 @@ def create_case(data: NewCase, request: Request, response: Response, actor: Acto
 
 @router.get("/cases", tags=["cases"], response_model=list[CaseOut], responses={401: {}, 422: {}})
 def list_cases(request: Request, actor: ActorDep,
-               state: Annotated[str | None, Query(max_length=12)] = None,
+               state: Annotated[str | None, Query(max_length=12, pattern=NO_NUL)] = None,
                district_code: Annotated[str | None, Query(pattern=r"^\d{6}$")] = None,
-               unit_code: Annotated[str | None, Query(max_length=32)] = None,
+               unit_code: Annotated[str | None, Query(max_length=32, pattern=NO_NUL)] = None,
                phone: Annotated[str | None, Query(max_length=40)] = None,
                limit: Annotated[int, Query(ge=1, le=500)] = 50,
                offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0) -> list[CaseOut]:
@@ -65,7 +77,7 @@ def list_cases(request: Request, actor: ActorDep,
 
 
 @router.get("/cases/{number}", tags=["cases"], response_model=CaseOut, responses={401: {}, 404: {}})
-def get_case(number: str, request: Request, actor: ActorDep) -> CaseOut:
+def get_case(number: CaseNumber, request: Request, actor: ActorDep) -> CaseOut:
     """A case with its timeline, links and the actions this user may take now."""
     core = _core(request)
     with request.app.state.db.session() as session:
@@ -78,8 +90,8 @@ ACTIONS = Literal["file", "answer", "dispatch", "accept", "return", "report_resu
 
 
 @router.post("/cases/{number}/actions/{action}", tags=["cases"], response_model=CaseOut,
-             responses={401: {}, 403: {}, 404: {}, 409: {}, 422: {}})
-def act(number: str, action: ACTIONS, params: ActionIn, request: Request, actor: ActorDep) -> CaseOut:
+             responses={**BAD_BODY, 401: {}, 403: {}, 404: {}, 409: {}, 422: {}})
+def act(number: CaseNumber, action: ACTIONS, params: ActionIn, request: Request, actor: ActorDep) -> CaseOut:
     """Move a case through the workflow. A wrong state (409), role (403) or missing note (422) is refused."""
     core = _core(request)
     with request.app.state.db.session() as session:
@@ -92,7 +104,7 @@ def act(number: str, action: ACTIONS, params: ActionIn, request: Request, actor:
 
 
 @router.post("/cases/{number}/links/{link_id}/dismiss", tags=["cases"], response_model=CaseOut, responses={401: {}, 403: {}, 404: {}})
-def dismiss_link(number: str, link_id: int, request: Request, actor: ActorDep) -> CaseOut:
+def dismiss_link(number: CaseNumber, link_id: Annotated[int, Path(ge=1, le=2**31 - 1)], request: Request, actor: ActorDep) -> CaseOut:
     """Mark a suggested repeat as not a repeat (to confirm one, void the newer case with duplicate_of)."""
     require_role(actor, "agent", "dispatcher", "supervisor")
     core = _core(request)
@@ -125,7 +137,10 @@ def kpi(request: Request, actor: ActorDep, start: datetime, end: datetime,
         group_by: Literal["district", "unit", "category"] = "district") -> list[dict]:
     """CJ/T 292 indicators over [start, end); see case_bridge/kpi.py for each definition."""
     require_role(actor, "supervisor", "admin", "dispatcher")
-    start, end = (d if d.tzinfo else d.replace(tzinfo=timezone.utc) for d in (start, end))
+    try:  # in UTC now: a date whose UTC form leaves the years 1-9999 cannot be stored or compared
+        start, end = ((d if d.tzinfo else d.replace(tzinfo=UTC)).astimezone(UTC) for d in (start, end))
+    except OverflowError:
+        raise HTTPException(422, "start and end must lie within the years 1-9999 in UTC") from None
     if end <= start:
         raise HTTPException(422, "end must be after start")
     with request.app.state.db.session() as session:

@@ -8,7 +8,7 @@ open / closed, with the Chinese state name in `status_notes`.
 """
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import prcoords
 from fastapi import APIRouter, FastAPI, Request
@@ -83,20 +83,34 @@ def service_definition(service_code: str, request: Request) -> dict:
     return {"service_code": service_code, "attributes": attrs}
 
 
+def _refuse_nul(*values: str | None) -> None:
+    """PostgreSQL text cannot hold NUL (0x00): refuse it as bad input instead of failing in the driver."""
+    if any(v and "\x00" in v for v in values):
+        raise Open311Error(400, "NUL characters (0x00) are not allowed in a request")
+
+
 def _w3c(text: str | None, name: str) -> datetime | None:
     if not text:
         return None
     try:
         value = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
+        # in UTC now: a date whose UTC form leaves the years 1-9999 cannot be stored or compared
+        return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
+    except (ValueError, OverflowError):
         raise Open311Error(400, f"{name} {text!r} is not a W3C date-time such as 2026-11-21T09:30:00+08:00") from None
-    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
 
 
 @router.post("/requests.json", summary="Create a service request (needs api_key)")
 async def create_request(request: Request) -> JSONResponse:
     db, core = _parts(request)
     form = await _form(request)
+    _refuse_nul(*form.keys(), *form.values())
+    with db.session() as session:  # who is asking comes first: no key, no further answers
+        actor = actor_for_api_key(session, form.get("api_key", ""))
+    if actor is None:
+        raise Open311Error(403, "api_key is missing or not valid; ask the hotline administrator for one")
+    if len(form.get("idempotency_key", "")) > 64:
+        raise Open311Error(400, "idempotency_key: at most 64 characters")
     attrs = {k[len("attribute["):-1]: v for k, v in form.items() if k.startswith("attribute[") and k.endswith("]")}
     lat, lon = form.get("lat"), form.get("long")
     try:
@@ -110,9 +124,6 @@ async def create_request(request: Request) -> JSONResponse:
     name = " ".join(p for p in (form.get("last_name", ""), form.get("first_name", "")) if p).strip() or None
     gcj = prcoords.wgs_gcj(point) if point else None
     with db.session() as session:
-        actor = actor_for_api_key(session, form.get("api_key", ""))
-        if actor is None:
-            raise Open311Error(403, "api_key is missing or not valid; ask the hotline administrator for one")
         try:
             data = NewCase(
                 channel="open311", request_type=attrs.get("request_type", "投诉"), urgency=attrs.get("urgency", "一般"),
@@ -184,6 +195,7 @@ def _public_notes(session, case_ids: list[int]) -> dict[int, str]:
 def query_requests(request: Request) -> list[dict]:
     db, core = _parts(request)
     q = request.query_params
+    _refuse_nul(*(v for _, v in q.multi_items()))
     stmt = select(Case)
     if q.get("service_request_id"):
         ids = [i.strip() for i in q["service_request_id"].split(",") if i.strip()][:MAX_RESULTS]
@@ -193,7 +205,7 @@ def query_requests(request: Request) -> list[dict]:
         if start and end and end < start:
             raise Open311Error(400, "end_date is before start_date")
         if not start and not end:
-            start = datetime.now(timezone.utc) - timedelta(days=DEFAULT_DAYS)
+            start = core.now() - timedelta(days=DEFAULT_DAYS)
         if start:
             stmt = stmt.where(Case.created_at >= start)
         if end:
@@ -218,6 +230,7 @@ def query_requests(request: Request) -> list[dict]:
 @router.get("/requests/{service_request_id}.json", summary="One service request")
 def get_request(service_request_id: str, request: Request) -> list[dict]:
     db, core = _parts(request)
+    _refuse_nul(service_request_id)
     with db.session() as session:
         _check_read_key(request, session)
         case = session.scalar(select(Case).where(Case.number == service_request_id))

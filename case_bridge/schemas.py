@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 Channel = Literal["phone", "sms", "web", "open311"]
 RequestType = Literal["投诉", "咨询", "建议", "求助", "表扬"]
 Urgency = Literal["一般", "紧急", "特急"]
+NO_NUL = r"^[^\x00]*$"  # PostgreSQL text cannot hold NUL (0x00); for identifiers kept as given
 
 
 def _clean(text: str) -> str:
@@ -34,7 +35,7 @@ class NewCase(BaseModel):
     lon: float | None = Field(None, ge=73, le=136)
     lat: float | None = Field(None, ge=3, le=54)
     placement_confidence: float | None = Field(None, ge=0, le=1)
-    idempotency_key: str | None = Field(None, min_length=1, max_length=128)
+    idempotency_key: str | None = Field(None, min_length=1, max_length=128, pattern=NO_NUL)
     file: bool = Field(True, description="立案 at once when the case has a category")
     answer: str | None = Field(None, max_length=2000, description="a consultation answered on the call: closes at intake")
 
@@ -109,10 +110,10 @@ class ActionIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     note: str = Field("", max_length=2000)
-    unit_code: str | None = Field(None, max_length=32, description="dispatch: the handling unit; default: the district's centre")
+    unit_code: str | None = Field(None, max_length=32, pattern=NO_NUL, description="dispatch: the handling unit; default: the district's centre")
     minutes: int | None = Field(None, ge=1, le=60 * 24 * 90, description="request_extension: working minutes asked for")
     answer: Literal["满意", "基本满意", "不满意"] | None = Field(None, description="record_satisfaction")
-    duplicate_of: str | None = Field(None, max_length=24, description="void: the case this one repeats")
+    duplicate_of: str | None = Field(None, max_length=24, pattern=NO_NUL, description="void: the case this one repeats")
 
     @field_validator("note")
     @classmethod

@@ -2,14 +2,18 @@
 
 The fuzz runs on one SQLite database built at import: migrated, seeded with the units,
 one user per role and a handful of cases (so generated case numbers and link ids can hit
-real rows). Each operation is fuzzed as a supervisor, an agent and a district user;
-every answer must not be a server error and must conform to the documented responses.
+real rows). Each operation is fuzzed as a supervisor, an agent, a dispatcher and a district
+user; every answer must not be a server error and must conform to the documented responses
+(status code, content type, body schema). Runs are derandomised (the same inputs every run);
+set FUZZ_EXAMPLES=1000 for a deeper run than the default.
 
 The inputs the fuzz found to crash the API are kept below as plain regression tests,
 run on SQLite and PostgreSQL.
 """
 from __future__ import annotations
 
+import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -17,7 +21,8 @@ import hypothesis
 import pytest
 import schemathesis
 from fastapi.testclient import TestClient
-from hypothesis import HealthCheck, strategies as st
+from hypothesis import HealthCheck
+from hypothesis import strategies as st
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
@@ -34,15 +39,15 @@ from hotline.settings import load_settings
 
 FUZZ_ROLES = [("super1", "supervisor", None), ("agent1", "agent", None), ("futian1", "district", "440304"),
               ("disp1", "dispatcher", None)]
-MAX_EXAMPLES = 40
+MAX_EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "100"))
+TMP = Path(tempfile.mkdtemp(prefix="hotline-fuzz-"))
 
 
 def _build_fuzz_app():
     """A migrated SQLite database with units, users and a few cases, and the app over it."""
-    tmp = Path(tempfile.mkdtemp(prefix="hotline-fuzz-"))
-    url = f"sqlite:///{tmp / 'fuzz.db'}"
+    url = f"sqlite:///{TMP / 'fuzz.db'}"
     upgrade(url)
-    settings = load_settings(database_url=url, data_dir=tmp / "var")
+    settings = load_settings(database_url=url, data_dir=TMP / "var")
     db = Database(url)
     core = CaseCore(settings)
     keys: dict[str, str] = {}
@@ -54,7 +59,8 @@ def _build_fuzz_app():
             user = add_user(s, username, role, "correct-horse-battery", unit_code=unit)
             actors[username] = Actor.of(user)
             keys[username] = issue_api_key(s, user, "fuzz")
-        # two repeats of one another (a suggested link to dismiss), one in each district, one consultation
+        # an auto-dispatched case and a repeat of it (a suggested link to dismiss), one in another
+        # district, a consultation answered at intake (closed) and one not yet filed
         for data in (
             NewCase(category_key="C0101", description="井盖破损", district_code="440304", lat=22.54, lon=114.06,
                     placement_confidence=1.0),
@@ -66,10 +72,15 @@ def _build_fuzz_app():
         ):
             numbers.append(core.create_case(s, data, actors["agent1"]).case.number)
     app = create_app(settings, db)
-    return app, keys, numbers
+    return app, db, keys, numbers
 
 
-APP, KEYS, NUMBERS = _build_fuzz_app()
+APP, DB, KEYS, NUMBERS = _build_fuzz_app()
+
+
+def teardown_module() -> None:
+    DB.dispose()
+    shutil.rmtree(TMP, ignore_errors=True)
 
 schema = schemathesis.openapi.from_asgi("/openapi.json", APP).include(path_regex=r"^/api/v1/")
 
@@ -104,6 +115,12 @@ def test_api_as_supervisor(case):
 @FUZZ_SETTINGS
 def test_api_as_agent(case):
     _call(case, "agent1")
+
+
+@schema.parametrize()
+@FUZZ_SETTINGS
+def test_api_as_dispatcher(case):
+    _call(case, "disp1")
 
 
 @schema.parametrize()

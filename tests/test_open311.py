@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import prcoords
 import pytest
@@ -182,7 +182,7 @@ def test_post_with_a_revoked_key_is_refused(client, key, db):
     from hotline.accounts import ApiKey
     with db.session() as s:
         for row in s.scalars(select(ApiKey)):
-            row.revoked_at = datetime.now(timezone.utc)
+            row.revoked_at = datetime.now(UTC)
     is_spec_error(post_request(client, key), 403)
 
 
@@ -265,7 +265,7 @@ def test_query_by_ids_and_by_service_code(client, key):
     b = created_id(post_request(client, key, service_code="C0101", description="另一个井盖"))
     c = created_id(post_request(client, key, service_code="C0102"))
 
-    ids = lambda r: [x["service_request_id"] for x in r.json()]  # noqa: E731
+    ids = lambda r: [x["service_request_id"] for x in r.json()]
     r = get_requests(client, key)
     assert r.status_code == 200
     assert sorted(ids(r)) == sorted([a, b, c])
@@ -284,7 +284,7 @@ def test_query_by_date(client, key, clock):
     clock.advance(days=2)
     late = created_id(post_request(client, key))
 
-    ids = lambda **p: sorted(x["service_request_id"] for x in get_requests(client, key, **p).json())  # noqa: E731
+    ids = lambda **p: sorted(x["service_request_id"] for x in get_requests(client, key, **p).json())
     assert ids(start_date="2026-11-24T00:00:00+08:00") == [late]
     assert ids(start_date="2026-11-24T00:00:00Z") == [late]
     assert ids(end_date="2026-11-24T00:00:00+08:00") == [early]
@@ -304,21 +304,18 @@ def test_bad_query_is_a_spec_400(client, key, params):
     is_spec_error(get_requests(client, key, **params), 400)
 
 
-@pytest.mark.parametrize("method,url,kw", [
-    ("GET", "/requests.json", {"params": {"service_request_id": "C0101\x00"}}),
-    ("GET", "/requests.json", {"params": {"service_code": "C0101\x00"}}),
+@pytest.mark.parametrize("method,url,fields", [
+    ("GET", "/requests.json", {"service_request_id": "C0101\x00"}),
+    ("GET", "/requests.json", {"service_code": "C0101\x00"}),
     ("GET", "/requests/C0101%00.json", {}),
-    ("POST", "/requests.json", {"data": {"service_code": "C0101", "address_string": "福华三路", "description": "x",
-                                         "idempotency_key": "ext\x0042"}}),
+    ("POST", "/requests.json", {"service_code": "C0101", "address_string": "福华三路", "description": "x",
+                                "idempotency_key": "ext\x0042"}),
 ], ids=["ids", "service_code", "path", "idempotency_key"])
-def test_nul_characters_are_a_client_error_not_a_crash(settings, db, core, key, method, url, kw):
+def test_nul_characters_are_a_client_error_not_a_crash(app, key, method, url, fields):
     """PostgreSQL text cannot hold NUL (0x00); such input must be refused, not crash the driver."""
-    app = create_app(settings, db)
-    app.state.core = core
-    kw = {**kw, "params": {**kw.get("params", {}), "api_key": key}} if method == "GET" else \
-        {"data": {**kw["data"], "api_key": key}}
+    fields = {**fields, "api_key": key}
     with TestClient(app, raise_server_exceptions=False) as c:
-        r = c.request(method, BASE + url, **kw)
+        r = c.request(method, BASE + url, **({"params": fields} if method == "GET" else {"data": fields}))
     assert r.status_code < 500, r.text
     if r.status_code >= 400:
         is_spec_error(r, r.status_code)
@@ -331,8 +328,8 @@ def test_default_window_is_the_last_90_days_by_the_core_clock(client, key, clock
     new = created_id(post_request(client, key))
     assert [x["service_request_id"] for x in get_requests(client, key).json()] == [new]
     # with explicit dates both are there
-    assert len(get_requests(client, key, start_date="2026-01-01T00:00:00Z").json()) == 2
-    assert old
+    both = get_requests(client, key, start_date="2026-01-01T00:00:00Z").json()
+    assert sorted(x["service_request_id"] for x in both) == sorted([old, new])
 
 
 def act(client, people, number, who, action, **params):
@@ -370,7 +367,7 @@ def test_status_follows_the_case_to_closed_with_the_result_in_status_notes(clien
     assert req["status_notes"].startswith("结案")
     assert "已更换井盖并设置警示" in req["status_notes"]
 
-    ids = lambda **p: [x["service_request_id"] for x in get_requests(client, key, **p).json()]  # noqa: E731
+    ids = lambda **p: [x["service_request_id"] for x in get_requests(client, key, **p).json()]
     assert ids(status="closed") == [number]
     assert ids(status="open") == [other]
     assert sorted(ids(status="open,closed")) == sorted([number, other])
@@ -400,6 +397,17 @@ def test_dates_in_answers_are_w3c(client, key):
     for field in ("requested_datetime", "updated_datetime"):
         value = datetime.fromisoformat(req[field])
         assert value.tzinfo is not None and value.utcoffset() is not None
-    assert datetime.fromisoformat(req["requested_datetime"]) == datetime(2026, 11, 23, 1, 0, tzinfo=timezone.utc)
+    assert datetime.fromisoformat(req["requested_datetime"]) == datetime(2026, 11, 23, 1, 0, tzinfo=UTC)
     assert timedelta(0) <= (datetime.fromisoformat(req["updated_datetime"])
                             - datetime.fromisoformat(req["requested_datetime"]))
+
+
+def test_no_key_is_403_before_any_other_check(settings, db, people):
+    from fastapi.testclient import TestClient
+    from agent_ui import create_app
+    client = TestClient(create_app(settings, db))
+    r = client.post("/open311/v2/requests.json", data={"description": "no location, no key"})
+    assert r.status_code == 403 and r.json()[0]["code"] == 403
+    r = client.post("/open311/v2/requests.json", data={"api_key": people.keys["agent1"], "service_code": "E0102",
+                                                      "address_string": "福田区", "idempotency_key": "k" * 65})
+    assert r.status_code == 400 and "at most 64" in r.json()[0]["description"] and "open311:" not in r.text
