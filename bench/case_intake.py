@@ -34,6 +34,7 @@ import math
 import os
 import platform
 import random
+import shutil
 import signal
 import socket
 import sqlite3
@@ -310,7 +311,10 @@ class Server:
         launch = self.cmd
         if py_spy is not None:  # sample the server's Python stacks (threads holding the GIL: CPU, not waiting)
             fmt = {".txt": "raw", ".json": "speedscope"}.get(py_spy.suffix, "flamegraph")
-            launch = [str(Path(sys.executable).parent / "py-spy"), "record", "--gil", "--subprocesses",
+            spy = shutil.which("py-spy", path=str(Path(sys.executable).parent)) or shutil.which("py-spy")
+            if spy is None:
+                raise SystemExit("--py-spy needs py-spy: .venv/bin/pip install py-spy")
+            launch = [spy, "record", "--gil", "--subprocesses",
                       "--rate", "250", "--format", fmt, "-o", str(py_spy), "--", *self.cmd]
         self.log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(launch, env=child_env(db_url, data_dir), cwd=data_dir, stdout=self.log,
@@ -415,7 +419,9 @@ def run_api(backend: str, db_url: str, work: Path, args, db_pid: int | None) -> 
     finally:
         server.stop()
     run = Run(backend, "api", args.cases, args.concurrency, meter.wall, latencies, errors, meter.as_dict(args.cases),
-              notes={"first_response": sample, "uvicorn": " ".join(server.cmd[2:]), "warmup": args.warmup})
+              notes={"first_response": sample, "uvicorn": " ".join(server.cmd[2:]), "warmup": args.warmup,
+                     "workers": args.workers, "profiled": bool(profile)})
+    run.notes["cpu_bound_ceiling_cases_per_s"] = ceilings(run)
     if errors:
         print(f"  ERRORS: {errors}", flush=True)
     run.verified = verify(db_url, args.warmup + args.cases, f"{backend} api ({args.warmup} warm-up + "
@@ -509,6 +515,17 @@ def run_bare(backend: str, db_url: str, work: Path, args, db_pid: int | None) ->
 # ---------------------------------------------------------------------------- report
 
 
+def ceilings(r: Run) -> dict[str, float]:
+    """Cases/s if the measured CPU per case were the only limit (no waiting, no other jobs)."""
+    c, cpus = r.cpu, os.cpu_count() or 1
+    server = c["app_cpu_ms_per_case"] + c["db_cpu_ms_per_case"]
+    out = {"with_client": round(cpus * 1000 / (server + c["client_cpu_ms_per_case"]), 1),
+           "server_only": round(cpus * 1000 / server, 1)}
+    if r.notes.get("workers") == 1:  # one process: its GIL-bound Python uses at most one CPU
+        out["one_worker"] = round(min(out["with_client"], 1000 / c["app_cpu_ms_per_case"]), 1)
+    return out
+
+
 def print_table(runs: list[Run]) -> None:
     bare = {r.backend: r for r in runs if r.mode == "bare insert"}
     head = (f"{'backend':<11}{'mode':<13}{'cases':>7}{'conc':>6}{'cases/s':>10}{'p50 ms':>9}{'p99 ms':>9}"
@@ -539,6 +556,12 @@ def print_table(runs: list[Run]) -> None:
     print(f"(machine busy: share of all {os.cpu_count()} CPUs in use during the measured phase; other jobs: the part "
           f"of it used by processes outside this benchmark — if it is not ~0 %, the figures are depressed)")
     for r in runs:
+        if r.mode == "api":
+            c = ceilings(r)
+            print(f"{r.backend} api, CPU-bound ceiling on {os.cpu_count()} CPUs: {c['with_client']:.0f} cases/s with "
+                  f"this client on the machine, {c['server_only']:.0f} cases/s for app + database alone"
+                  + (f" (one uvicorn worker alone: {c['one_worker']:.0f})" if c.get("one_worker") else ""))
+    for r in runs:
         if r.backend == "postgresql" and r.mode == "api":
             verdict = "meets" if r.rate >= TARGET_PG else "BELOW"
             print(f"\nPostgreSQL API: {r.rate:.1f} cases/s — {verdict} the target of {TARGET_PG:.0f} cases/s")
@@ -546,7 +569,7 @@ def print_table(runs: list[Run]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.case_intake", description=__doc__.split("\n\n")[0])
-    p.add_argument("--cases", type=int, default=3000, help="measured cases per run (default 3000)")
+    p.add_argument("--cases", type=int, default=2000, help="measured cases per run (default 2000)")
     p.add_argument("--warmup", type=int, default=100, help="warm-up cases per run, not timed (default 100)")
     p.add_argument("--concurrency", type=int, default=16, help="requests / transactions in flight (default 16)")
     p.add_argument("--backend", choices=["sqlite", "postgresql", "both"], default="both")
@@ -589,6 +612,8 @@ def main(argv: list[str] | None = None) -> int:
                     except PostgresUnavailable as exc:
                         print(f"[postgresql] PostgreSQL unavailable, running SQLite only: {exc}", flush=True)
                         skipped["postgresql"] = str(exc)
+                        if "sqlite" not in backends:
+                            backends.append("sqlite")
                         continue
                     api_url, bare_url = pg.create_database("bench_api"), pg.create_database("bench_bare")
                     db_pid = int((pg.dir / "data" / "postmaster.pid").read_text().split()[0])
@@ -604,6 +629,8 @@ def main(argv: list[str] | None = None) -> int:
         print("nothing was measured")
         return 1
     print_table(runs)
+    for backend, why in skipped.items():
+        print(f"\n{backend}: not measured — {why}")
     args.json.parent.mkdir(parents=True, exist_ok=True)
     bare = {r.backend: r for r in runs if r.mode == "bare insert"}
     report = {
