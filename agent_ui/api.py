@@ -52,7 +52,7 @@ def create_case(data: NewCase, request: Request, response: Response, actor: Acto
     core = _core(request)
     with request.app.state.db.session() as session:
         result = core.create_case(session, data, actor)
-        out = core.to_out(session, result.case, actor)
+        out = core.to_out(session, result.case, actor, fresh=result)
     if result.created:
         _publish(request, "case.created", {"number": out.number, "state": out.state, "by": actor.username,
                                            "handling_unit": out.handling_unit,

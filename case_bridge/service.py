@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Callable
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -101,6 +101,13 @@ class CaseCore:
         found = duplicates.flag_possible_repeats(session, case, self.settings)
         return CreateResult(case, created=True, possible_duplicates=found)
 
+    def units(self, session: Session) -> dict[str, HandlingUnit]:
+        """The handling units, read once per transaction (they change rarely; cases read them often)."""
+        cached = session.info.get("handling_units")
+        if cached is None:
+            cached = session.info["handling_units"] = {u.code: u for u in session.scalars(select(HandlingUnit))}
+        return cached
+
     def _validate(self, session: Session, data: NewCase) -> None:
         if data.category_key is not None:
             try:
@@ -112,8 +119,7 @@ class CaseCore:
         if len(data.description) > self.settings.description_max_length:
             raise CaseInputError(f"description: {len(data.description)} characters; at most "
                                  f"{self.settings.description_max_length} are kept — shorten it")
-        if data.district_code and not session.scalar(
-                select(func.count()).select_from(HandlingUnit).where(HandlingUnit.district_code == data.district_code)):
+        if data.district_code and not any(u.district_code == data.district_code for u in self.units(session).values()):
             raise CaseInputError(f"district_code: {data.district_code} is not a district this hotline serves")
         if (data.lon is None) != (data.lat is None):
             raise CaseInputError("lon and lat: give both or neither")
@@ -122,9 +128,8 @@ class CaseCore:
         """The district's centre, or the unit that covers the case's 街道 (e.g. 大鹏新区)."""
         if not case.district_code:
             return None
-        units = session.scalars(select(HandlingUnit).where(
-            HandlingUnit.district_code == case.district_code, HandlingUnit.active.is_(True),
-            HandlingUnit.kind == "district_centre")).all()
+        units = sorted((u for u in self.units(session).values() if u.district_code == case.district_code
+                        and u.active and u.kind == "district_centre"), key=lambda u: u.code)
         for unit in units:
             if case.street_code and case.street_code in (unit.street_codes or []):
                 return unit.code
@@ -182,7 +187,7 @@ class CaseCore:
 
     def _on_dispatch(self, session, case, actor, params, now, data) -> None:
         code = params.unit_code or case.handling_unit_code or self._default_unit(session, case)
-        unit = session.get(HandlingUnit, code) if code else None
+        unit = self.units(session).get(code) if code else None
         if unit is None or not unit.active:
             raise WorkflowError("派遣 needs a handling unit: give unit_code, or place the case in a district first",
                                 status=422)
@@ -270,7 +275,7 @@ class CaseCore:
 
     def _after(self, session: Session, case: Case, action: str, event: CaseEvent, now: datetime) -> None:
         """Outbox rows caused by an action, in the same transaction."""
-        unit = session.get(HandlingUnit, case.handling_unit_code) if case.handling_unit_code else None
+        unit = self.units(session).get(case.handling_unit_code) if case.handling_unit_code else None
         if action in ("dispatch", "urge") and unit is not None and unit.webhook_url:
             outbox.enqueue(session, "webhook", {
                 "url": unit.webhook_url,
@@ -303,6 +308,7 @@ class CaseCore:
                           note=note, data=data or {})
         session.add(event)
         session.flush()
+        session.info.setdefault("events_written", []).append(event)
         return event
 
     # ------------------------------------------------------------------ read
@@ -353,12 +359,18 @@ class CaseCore:
                 "district_code": case.district_code, "handling_unit": case.handling_unit_code,
                 "due_at": case.due_at.isoformat() if case.due_at else None}
 
-    def to_out(self, session: Session, case: Case, actor: Actor, with_timeline: bool = True) -> CaseOut:
+    def to_out(self, session: Session, case: Case, actor: Actor, with_timeline: bool = True,
+               fresh: CreateResult | None = None) -> CaseOut:
+        """The case as this actor may see it. For a case this transaction created, pass `fresh`:
+        its timeline is the events just written, and links exist only if repeats were found."""
         cat = self.catalogue.get(case.category_key) if case.category_key in self.catalogue else None
         own = actor.role != "district" or actor.unit_code == case.handling_unit_code
         links = []
         timeline = []
-        if with_timeline:
+        if fresh is not None and fresh.created and not fresh.possible_duplicates:
+            timeline = [EventOut.model_validate(e, from_attributes=True)
+                        for e in session.info.get("events_written", []) if e.case_id == case.id]
+        elif with_timeline:
             rows = session.execute(
                 select(CaseLink, Case.number).join(Case, Case.id == CaseLink.other_case_id)
                 .where(CaseLink.case_id == case.id)).all()
