@@ -101,32 +101,32 @@ FUZZ_SETTINGS = hypothesis.settings(
 )
 
 
-def _call(case, username: str) -> None:
+def assert_conforms(case, username: str) -> None:
     case.call_and_validate(headers={"Authorization": f"Bearer {KEYS[username]}"}, checks=CHECKS)
 
 
 @schema.parametrize()
 @FUZZ_SETTINGS
 def test_api_as_supervisor(case):
-    _call(case, "super1")
+    assert_conforms(case, "super1")
 
 
 @schema.parametrize()
 @FUZZ_SETTINGS
 def test_api_as_agent(case):
-    _call(case, "agent1")
+    assert_conforms(case, "agent1")
 
 
 @schema.parametrize()
 @FUZZ_SETTINGS
 def test_api_as_dispatcher(case):
-    _call(case, "disp1")
+    assert_conforms(case, "disp1")
 
 
 @schema.parametrize()
 @FUZZ_SETTINGS
 def test_api_as_district(case):
-    _call(case, "futian1")
+    assert_conforms(case, "futian1")
 
 
 def test_the_fuzz_covers_every_api_operation():

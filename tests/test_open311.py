@@ -40,7 +40,7 @@ def key(people) -> str:
     return people.keys["agent1"]
 
 
-def is_spec_error(response, status: int) -> str:
+def assert_spec_error(response, status: int) -> str:
     """The spec's error format: a list of {code, description}; returns the description."""
     assert response.status_code == status, response.text
     body = response.json()
@@ -60,7 +60,7 @@ def post_request(client, key, **fields):
     return client.post(f"{BASE}/requests.json", data=form)
 
 
-def created_id(response) -> str:
+def assert_created(response) -> str:
     assert response.status_code == 201, response.text
     body = response.json()
     assert isinstance(body, list) and len(body) == 1
@@ -113,13 +113,13 @@ def test_service_definition_lists_its_attributes(client):
 
 
 def test_unknown_service_definition_is_a_spec_404(client):
-    assert "X9999" in is_spec_error(client.get(f"{BASE}/services/X9999.json"), 404)
+    assert "X9999" in assert_spec_error(client.get(f"{BASE}/services/X9999.json"), 404)
 
 
 # ---------------------------------------------------------------- POST requests.json
 def test_post_creates_a_case_and_stores_the_point_in_gcj02(client, key, db):
     r = post_request(client, key)
-    number = created_id(r)
+    number = assert_created(r)
     assert r.json()[0]["account_id"] is None
 
     with db.session() as s:
@@ -153,7 +153,7 @@ def test_post_creates_a_case_and_stores_the_point_in_gcj02(client, key, db):
 
 
 def test_post_with_attributes_and_name(client, key, db):
-    number = created_id(post_request(client, key, **{"attribute[request_type]": "求助", "attribute[urgency]": "紧急",
+    number = assert_created(post_request(client, key, **{"attribute[request_type]": "求助", "attribute[urgency]": "紧急",
                                                      "first_name": "小明", "last_name": "王"}))
     with db.session() as s:
         case = s.scalar(select(Case).where(Case.number == number))
@@ -161,7 +161,7 @@ def test_post_with_attributes_and_name(client, key, db):
 
 
 def test_post_with_an_address_only_is_accepted(client, key):
-    number = created_id(post_request(client, key, lat=None, long=None))
+    number = assert_created(post_request(client, key, lat=None, long=None))
     (req,) = client.get(f"{BASE}/requests/{number}.json", params={"api_key": key}).json()
     assert req["lat"] is None and req["long"] is None
     assert req["address"] == "深圳市福田区福华三路"
@@ -170,12 +170,12 @@ def test_post_with_an_address_only_is_accepted(client, key):
 def test_post_as_json_body(client, key):
     r = client.post(f"{BASE}/requests.json", json={"api_key": key, "service_code": "C0101", "lat": LAT,
                                                    "long": LON, "description": "JSON 提交"})
-    created_id(r)
+    assert_created(r)
 
 
 @pytest.mark.parametrize("api_key", [None, "", "hk_not-a-key"])
 def test_post_without_a_valid_key_is_a_spec_403(client, api_key):
-    is_spec_error(post_request(client, api_key), 403)
+    assert_spec_error(post_request(client, api_key), 403)
 
 
 def test_post_with_a_revoked_key_is_refused(client, key, db):
@@ -183,36 +183,36 @@ def test_post_with_a_revoked_key_is_refused(client, key, db):
     with db.session() as s:
         for row in s.scalars(select(ApiKey)):
             row.revoked_at = datetime.now(UTC)
-    is_spec_error(post_request(client, key), 403)
+    assert_spec_error(post_request(client, key), 403)
 
 
 def test_post_without_service_code_is_a_400(client, key):
-    assert "service_code" in is_spec_error(post_request(client, key, service_code=None), 400)
-    assert "service_code" in is_spec_error(post_request(client, key, service_code=""), 400)
+    assert "service_code" in assert_spec_error(post_request(client, key, service_code=None), 400)
+    assert "service_code" in assert_spec_error(post_request(client, key, service_code=""), 400)
 
 
 def test_post_with_an_unknown_service_code_is_a_400(client, key):
-    is_spec_error(post_request(client, key, service_code="X9999"), 400)
+    assert_spec_error(post_request(client, key, service_code="X9999"), 400)
 
 
 def test_post_without_a_location_is_a_400(client, key):
-    is_spec_error(post_request(client, key, lat=None, long=None, address_string=None), 400)
+    assert_spec_error(post_request(client, key, lat=None, long=None, address_string=None), 400)
 
 
 @pytest.mark.parametrize("lat,lon", [("abc", "114"), ("48.85", "2.35"), ("nan", "nan"), ("inf", "114")])
 def test_post_with_a_bad_or_foreign_point_is_a_400(client, key, lat, lon):
-    is_spec_error(post_request(client, key, lat=lat, long=lon), 400)
+    assert_spec_error(post_request(client, key, lat=lat, long=lon), 400)
 
 
 def test_post_with_a_bad_phone_or_attribute_is_a_400(client, key):
-    is_spec_error(post_request(client, key, phone="not a phone"), 400)
-    is_spec_error(post_request(client, key, **{"attribute[request_type]": "抱怨"}), 400)
+    assert_spec_error(post_request(client, key, phone="not a phone"), 400)
+    assert_spec_error(post_request(client, key, **{"attribute[request_type]": "抱怨"}), 400)
 
 
 @pytest.mark.parametrize("body", [b"{not json", b"[1, 2]", b'"text"'])
 def test_post_with_a_malformed_json_body_is_a_400(client, body):
     r = client.post(f"{BASE}/requests.json", content=body, headers={"content-type": "application/json"})
-    is_spec_error(r, 400)
+    assert_spec_error(r, 400)
 
 
 def test_nothing_is_stored_when_a_post_is_refused(client, key, db):
@@ -224,11 +224,11 @@ def test_nothing_is_stored_when_a_post_is_refused(client, key, db):
 
 def test_idempotency_key_gives_the_same_request_back(client, key, db):
     first = post_request(client, key, idempotency_key="ext-42")
-    number = created_id(first)
+    number = assert_created(first)
     second = post_request(client, key, idempotency_key="ext-42", description="重发")
     assert second.status_code == 200, second.text
     assert second.json()[0]["service_request_id"] == number
-    other = created_id(post_request(client, key, idempotency_key="ext-43"))
+    other = assert_created(post_request(client, key, idempotency_key="ext-43"))
     assert other != number
     with db.session() as s:
         assert len(s.scalars(select(Case)).all()) == 2
@@ -236,17 +236,17 @@ def test_idempotency_key_gives_the_same_request_back(client, key, db):
 
 def test_idempotency_keys_are_per_client(client, people):
     """Two systems using the same key of their own do not get each other's requests."""
-    a = created_id(post_request(client, people.keys["agent1"], idempotency_key="1"))
-    b = created_id(post_request(client, people.keys["disp1"], idempotency_key="1"))
+    a = assert_created(post_request(client, people.keys["agent1"], idempotency_key="1"))
+    b = assert_created(post_request(client, people.keys["disp1"], idempotency_key="1"))
     assert a != b
 
 
 # ---------------------------------------------------------------- GET requests
 def test_reading_needs_a_key_unless_the_site_publishes(client, settings, db, clock, people):
-    number = created_id(post_request(client, people.keys["agent1"]))
-    is_spec_error(client.get(f"{BASE}/requests.json"), 403)
-    is_spec_error(client.get(f"{BASE}/requests.json", params={"api_key": "wrong"}), 403)
-    is_spec_error(client.get(f"{BASE}/requests/{number}.json"), 403)
+    number = assert_created(post_request(client, people.keys["agent1"]))
+    assert_spec_error(client.get(f"{BASE}/requests.json"), 403)
+    assert_spec_error(client.get(f"{BASE}/requests.json", params={"api_key": "wrong"}), 403)
+    assert_spec_error(client.get(f"{BASE}/requests/{number}.json"), 403)
 
     published = settings.model_copy(update={"open311_public_read": True})
     public = create_app(published, db)
@@ -257,13 +257,13 @@ def test_reading_needs_a_key_unless_the_site_publishes(client, settings, db, clo
 
 
 def test_unknown_request_is_a_spec_404(client, key):
-    is_spec_error(client.get(f"{BASE}/requests/C010120261123999.json", params={"api_key": key}), 404)
+    assert_spec_error(client.get(f"{BASE}/requests/C010120261123999.json", params={"api_key": key}), 404)
 
 
 def test_query_by_ids_and_by_service_code(client, key):
-    a = created_id(post_request(client, key, service_code="C0101"))
-    b = created_id(post_request(client, key, service_code="C0101", description="另一个井盖"))
-    c = created_id(post_request(client, key, service_code="C0102"))
+    a = assert_created(post_request(client, key, service_code="C0101"))
+    b = assert_created(post_request(client, key, service_code="C0101", description="另一个井盖"))
+    c = assert_created(post_request(client, key, service_code="C0102"))
 
     ids = lambda r: [x["service_request_id"] for x in r.json()]
     r = get_requests(client, key)
@@ -280,9 +280,9 @@ def test_query_by_ids_and_by_service_code(client, key):
 
 
 def test_query_by_date(client, key, clock):
-    early = created_id(post_request(client, key))
+    early = assert_created(post_request(client, key))
     clock.advance(days=2)
-    late = created_id(post_request(client, key))
+    late = assert_created(post_request(client, key))
 
     ids = lambda **p: sorted(x["service_request_id"] for x in get_requests(client, key, **p).json())
     assert ids(start_date="2026-11-24T00:00:00+08:00") == [late]
@@ -301,7 +301,7 @@ def test_query_by_date(client, key, clock):
                                     {"start_date": "0001-01-01T00:00:00+01:00"},
                                     {"end_date": "9999-12-31T23:59:59-01:00"}])
 def test_bad_query_is_a_spec_400(client, key, params):
-    is_spec_error(get_requests(client, key, **params), 400)
+    assert_spec_error(get_requests(client, key, **params), 400)
 
 
 @pytest.mark.parametrize("method,url,fields", [
@@ -318,14 +318,14 @@ def test_nul_characters_are_a_client_error_not_a_crash(app, key, method, url, fi
         r = c.request(method, BASE + url, **({"params": fields} if method == "GET" else {"data": fields}))
     assert r.status_code < 500, r.text
     if r.status_code >= 400:
-        is_spec_error(r, r.status_code)
+        assert_spec_error(r, r.status_code)
 
 
 def test_default_window_is_the_last_90_days_by_the_core_clock(client, key, clock):
     """Without dates the list covers 90 days before *now* — the same clock that stamps cases."""
-    old = created_id(post_request(client, key))
+    old = assert_created(post_request(client, key))
     clock.advance(days=120)
-    new = created_id(post_request(client, key))
+    new = assert_created(post_request(client, key))
     assert [x["service_request_id"] for x in get_requests(client, key).json()] == [new]
     # with explicit dates both are there
     both = get_requests(client, key, start_date="2026-01-01T00:00:00Z").json()
@@ -339,8 +339,8 @@ def act(client, people, number, who, action, **params):
 
 
 def test_status_follows_the_case_to_closed_with_the_result_in_status_notes(client, key, people):
-    number = created_id(post_request(client, key))
-    other = created_id(post_request(client, key, service_code="C0102"))
+    number = assert_created(post_request(client, key))
+    other = assert_created(post_request(client, key, service_code="C0102"))
 
     def one():
         (req,) = client.get(f"{BASE}/requests/{number}.json", params={"api_key": key}).json()
@@ -374,7 +374,7 @@ def test_status_follows_the_case_to_closed_with_the_result_in_status_notes(clien
 
 
 def test_void_counts_as_closed_with_its_reason(client, key, people):
-    number = created_id(post_request(client, key))
+    number = assert_created(post_request(client, key))
     act(client, people, number, "disp1", "void", note="重复来电")
     (req,) = client.get(f"{BASE}/requests/{number}.json", params={"api_key": key}).json()
     assert req["status"] == "closed"
@@ -382,7 +382,7 @@ def test_void_counts_as_closed_with_its_reason(client, key, people):
 
 
 def test_open311_cases_are_visible_in_the_json_api(client, key, people):
-    number = created_id(post_request(client, key))
+    number = assert_created(post_request(client, key))
     r = client.get(f"/api/v1/cases/{number}", headers=people.auth("super1"))
     assert r.status_code == 200
     body = r.json()
@@ -392,7 +392,7 @@ def test_open311_cases_are_visible_in_the_json_api(client, key, people):
 
 
 def test_dates_in_answers_are_w3c(client, key):
-    created_id(post_request(client, key))
+    assert_created(post_request(client, key))
     (req,) = get_requests(client, key).json()
     for field in ("requested_datetime", "updated_datetime"):
         value = datetime.fromisoformat(req[field])
