@@ -29,7 +29,7 @@ class CaseInputError(ValueError):
 
 
 class CaseNotFound(LookupError):
-    pass
+    """No such case, or not one this viewer may see (the answer is the same)."""
 
 
 @dataclass

@@ -14,7 +14,7 @@ from pathlib import Path
 
 
 class PostgresUnavailable(RuntimeError):
-    pass
+    """No PostgreSQL server can be started here; the message says why."""
 
 
 def _bin_dir() -> Path:
