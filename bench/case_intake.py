@@ -330,7 +330,8 @@ class Server:
                 if httpx.get(self.base_url + "/healthz", timeout=2).status_code == 200:
                     return
             except httpx.HTTPError:
-                pass
+                time.sleep(0.2)  # not listening yet
+                continue
             time.sleep(0.2)
         raise RuntimeError(f"uvicorn did not answer /healthz within {timeout} s")
 

@@ -3,7 +3,6 @@ deadlines, repeats, and the timeline."""
 from __future__ import annotations
 
 import re
-import threading
 from datetime import timedelta
 
 import pytest
@@ -12,6 +11,7 @@ from sqlalchemy.exc import DBAPIError
 
 from case_bridge import ActionIn, Case, CaseEvent, CaseInputError, CaseLink, NewCase, OutboxItem, WorkflowError
 from hotline.accounts import SYSTEM
+from tests.support.threads import run_concurrently
 
 
 def new(**kw) -> NewCase:
@@ -51,21 +51,13 @@ def test_number_format_and_daily_sequence(db, core, people, clock):
 
 
 def test_numbers_unique_under_concurrent_creation(db, core, people):
-    numbers, errors = [], []
+    numbers = []
 
     def worker():
-        try:
-            for _ in range(10):
-                numbers.append(create(db, core, people["agent1"])[0])
-        except Exception as exc:  # collected and asserted below
-            errors.append(exc)
+        for _ in range(10):
+            numbers.append(create(db, core, people["agent1"])[0])
 
-    threads = [threading.Thread(target=worker) for _ in range(6)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert errors == []
+    run_concurrently(worker, threads=6)
     assert len(numbers) == 60 and len(set(numbers)) == 60
     assert sorted(int(n[-4:]) for n in numbers) == list(range(1, 61))
 
@@ -80,20 +72,10 @@ def test_idempotent_create_returns_the_existing_case(db, core, people):
 
 
 def test_concurrent_retries_with_one_key_make_one_case(db, core, people):
-    results, errors = [], []
-
-    def worker():
-        try:
-            results.append(create(db, core, people["agent1"], idempotency_key="sms-msgid-77")[0])
-        except Exception as exc:
-            errors.append(exc)
-
-    threads = [threading.Thread(target=worker) for _ in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert errors == [] and len(set(results)) == 1
+    results = []
+    run_concurrently(lambda: results.append(create(db, core, people["agent1"], idempotency_key="sms-msgid-77")[0]),
+                     threads=8)
+    assert len(results) == 8 and len(set(results)) == 1
     with db.session() as s:
         assert s.scalar(select(func.count()).select_from(Case)) == 1
 

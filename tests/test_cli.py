@@ -82,7 +82,7 @@ def test_run_serves_and_stops_cleanly_on_ctrl_c(tmp_path):
                 if r.status_code == 200:
                     break
             except httpx.HTTPError:
-                pass
+                r = None  # not listening yet: try again until the deadline
             assert time.monotonic() < deadline and proc.poll() is None, "hotline run did not come up"
             time.sleep(0.3)
         home = httpx.get(f"http://127.0.0.1:{port}/")

@@ -10,6 +10,7 @@ from sqlalchemy import func, select
 from case_bridge import ActionIn, CaseEvent, HandlingUnit, NewCase, OutboxItem, PermanentEffectError
 from case_bridge.outbox import BACKOFF, EffectError, claim_due, enqueue, perform, register_effect
 from hotline.db import utcnow
+from tests.support.threads import run_concurrently
 from tests.support.webhook_receiver import WebhookReceiver
 
 calls: list[tuple[dict, str]] = []
@@ -119,11 +120,7 @@ def test_concurrent_claimers_never_share_a_row(db):
             with lock:
                 got.extend(ids)
 
-    threads = [threading.Thread(target=claimer) for _ in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    run_concurrently(claimer, threads=4)
     assert len(got) == 60 and len(set(got)) == 60
 
 

@@ -19,7 +19,7 @@ class WebhookReceiver:
 
         class Handler(BaseHTTPRequestHandler):
             def log_message(self, *args) -> None:
-                pass
+                return  # keep test output quiet
 
             def do_POST(self) -> None:
                 body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
