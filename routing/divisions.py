@@ -5,6 +5,7 @@ import csv
 import io
 from dataclasses import dataclass
 from importlib import resources
+from pathlib import Path
 
 LEVELS = {"city": 6, "district": 6, "street": 9, "community": 12}
 
@@ -21,23 +22,45 @@ class Division:
     parent_code: str
 
 
+def packaged_city(city: str) -> Path:
+    """The folder of a gazetteer shipped with the product (``shenzhen``, ``zhuhai``)."""
+    return Path(str(resources.files("routing").joinpath(f"data/{city}")))
+
+
 def load_divisions(city: str = "shenzhen") -> list[Division]:
     """The divisions shipped for a city, validated (codes of the right length, parents known)."""
-    where = f"routing/data/{city}/divisions.csv"
+    path = packaged_city(city) / "divisions.csv"
+    if not path.is_file():
+        raise DivisionError(f"routing/data/{city}/divisions.csv: no such city data")
+    return read_divisions(path)
+
+
+def read_divisions(path: Path) -> list[Division]:
+    """Read and check a divisions.csv (level,code,name,parent_code); errors name the file and line."""
     try:
-        text = resources.files("routing").joinpath(f"data/{city}/divisions.csv").read_text("utf-8")
-    except FileNotFoundError:
-        raise DivisionError(f"{where}: no such city data") from None
+        text = path.read_text("utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DivisionError(f"{path}: cannot read ({exc})") from None
+    reader = csv.DictReader(io.StringIO(text))
+    missing = {"level", "code", "name", "parent_code"} - set(reader.fieldnames or [])
+    if missing:
+        raise DivisionError(f"{path}:1: missing columns {', '.join(sorted(missing))}")
     out: list[Division] = []
     codes: set[str] = set()
-    for line, row in enumerate(csv.DictReader(io.StringIO(text)), start=2):
-        level, code = row.get("level", ""), row.get("code", "")
+    for line, row in enumerate(reader, start=2):
+        level, code, name = row.get("level") or "", row.get("code") or "", (row.get("name") or "").strip()
         if level not in LEVELS:
-            raise DivisionError(f"{where}:{line}: unknown level {level!r}")
+            raise DivisionError(f"{path}:{line}: unknown level {level!r} (city, district, street, community)")
         if len(code) != LEVELS[level] or not code.isdigit():
-            raise DivisionError(f"{where}:{line}: {level} code {code!r} must be {LEVELS[level]} digits")
+            raise DivisionError(f"{path}:{line}: {level} code {code!r} must be {LEVELS[level]} digits")
+        if not name:
+            raise DivisionError(f"{path}:{line}: {code} has no name")
+        if code in codes:
+            raise DivisionError(f"{path}:{line}: code {code} is listed twice")
         if level != "city" and row["parent_code"] not in codes:
-            raise DivisionError(f"{where}:{line}: parent {row['parent_code']} of {code} is not listed before it")
+            raise DivisionError(f"{path}:{line}: parent {row['parent_code']} of {code} is not listed before it")
         codes.add(code)
-        out.append(Division(level, code, row["name"].strip(), row["parent_code"]))
+        out.append(Division(level, code, name, row["parent_code"]))
+    if not any(d.level == "district" for d in out):
+        raise DivisionError(f"{path}: no districts")
     return out
