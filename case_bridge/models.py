@@ -153,3 +153,21 @@ class OutboxItem(Base):
     result: Mapped[dict] = mapped_column(default=dict)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     done_at: Mapped[datetime | None]
+
+
+class AddressEvidence(Base):
+    """A placement a person confirmed (the agent or dispatcher chose the district, or the
+    district accepted the case): the router learns these addresses. Append-only."""
+
+    __tablename__ = "address_evidence"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    case_id: Mapped[int | None] = mapped_column(ForeignKey("cases.id"))
+    address_text: Mapped[str] = mapped_column(String(300))
+    district_code: Mapped[str] = mapped_column(String(6))
+    street_code: Mapped[str | None] = mapped_column(String(9))
+    community_code: Mapped[str | None] = mapped_column(String(12))
+    lon: Mapped[float | None]
+    lat: Mapped[float | None]
+    source: Mapped[str] = mapped_column(String(20))   # agent | dispatcher | district_accept
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

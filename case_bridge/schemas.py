@@ -35,6 +35,7 @@ class NewCase(BaseModel):
     lon: float | None = Field(None, ge=73, le=136)
     lat: float | None = Field(None, ge=3, le=54)
     placement_confidence: float | None = Field(None, ge=0, le=1)
+    place_confirmed: bool = Field(False, description="the agent confirmed district_code for this address (the router learns it)")
     idempotency_key: str | None = Field(None, min_length=1, max_length=128, pattern=NO_NUL)
     file: bool = Field(True, description="立案 at once when the case has a category")
     answer: str | None = Field(None, max_length=2000, description="a consultation answered on the call: closes at intake")
@@ -114,8 +115,16 @@ class ActionIn(BaseModel):
     minutes: int | None = Field(None, ge=1, le=60 * 24 * 90, description="request_extension: working minutes asked for")
     answer: Literal["满意", "基本满意", "不满意"] | None = Field(None, description="record_satisfaction")
     duplicate_of: str | None = Field(None, max_length=24, pattern=NO_NUL, description="void: the case this one repeats")
+    # relocate: a corrected address, place or category; the case is placed and routed again
+    address_text: str | None = Field(None, max_length=300)
+    district_code: str | None = Field(None, pattern=r"^\d{6}$", description="relocate: the district, as a person confirms it")
+    street_code: str | None = Field(None, pattern=r"^\d{9}$")
+    community_code: str | None = Field(None, pattern=r"^\d{12}$")
+    lon: float | None = Field(None, ge=73, le=136)
+    lat: float | None = Field(None, ge=3, le=54)
+    category_key: str | None = Field(None, max_length=5, pattern=NO_NUL)
 
-    @field_validator("note")
+    @field_validator("note", "address_text")
     @classmethod
-    def _printable(cls, value: str) -> str:
-        return _clean(value)
+    def _printable(cls, value: str | None) -> str | None:
+        return None if value is None else _clean(value)

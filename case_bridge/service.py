@@ -15,6 +15,7 @@ from case_bridge.catalogue import Catalogue, CatalogueError, load_catalogue
 from case_bridge.deadlines import Clock, TimeLimits, load_time_limits
 from case_bridge.models import Case, CaseEvent, CaseLink, HandlingUnit
 from case_bridge.numbering import next_case_number
+from case_bridge.placement import Router, placement_summary
 from case_bridge.schemas import ActionIn, CaseOut, EventOut, LinkOut, NewCase
 from case_bridge.workflow import FINISHED_STATES, SATISFACTION, STATES, WorkflowError, allowed_actions, check
 from hotline.accounts import SYSTEM, Actor
@@ -44,8 +45,9 @@ class CaseCore:
 
     def __init__(self, settings: Settings, catalogue: Catalogue | None = None,
                  calendar: WorkCalendar | None = None, limits: TimeLimits | None = None,
-                 now: Callable[[], datetime] = utcnow) -> None:
+                 now: Callable[[], datetime] = utcnow, router: Router | None = None) -> None:
         self.settings = settings
+        self.router = router or Router(settings)
         self.now = now  # the clock; a site's tests and replays can pass their own
         self.catalogue = catalogue or load_catalogue(settings.categories_file)
         self.calendar = calendar or load_calendar(settings.calendar_file, settings.timezone)
@@ -75,7 +77,9 @@ class CaseCore:
             community_code=data.community_code, grid_code=data.grid_code, lon=data.lon, lat=data.lat,
             placement_confidence=data.placement_confidence, state="intake", created_at=now, updated_at=now,
         )
-        case.handling_unit_code = self._default_unit(session, case)
+        placed = self._place(session, case, given=data.district_code is not None,
+                             confirmed=data.place_confirmed and data.district_code is not None)
+        route = self._route(session, case)
         try:
             with session.begin_nested():
                 session.add(case)
@@ -87,7 +91,10 @@ class CaseCore:
                     return CreateResult(existing, created=False)
             raise
         self._event(session, case, actor, "create", None, "intake", note="",
-                    data={"channel": data.channel, "request_type": data.request_type})
+                    data={"channel": data.channel, "request_type": data.request_type, "placement": placed,
+                          "route": route})
+        if data.place_confirmed and data.district_code:
+            self.router.confirm(session, case, actor.role)
         if phone and phone.is_mobile and data.channel in ("phone", "sms", "web"):
             outbox.enqueue(session, "sms", {"to": phone.e164, "template": "receipt", "case_number": number},
                            key=f"sms:receipt:{case.id}", case_id=case.id, due_at=now)
@@ -95,7 +102,7 @@ class CaseCore:
             self.apply_action(session, case, "answer", actor, ActionIn(note=data.answer))
         elif data.file and data.category_key and data.request_type in ("投诉", "求助", "建议"):
             self.apply_action(session, case, "file", actor if actor.role != "district" else SYSTEM, ActionIn())
-            confident = (data.placement_confidence or 0) >= self.settings.auto_dispatch_threshold
+            confident = (case.placement_confidence or 0) >= self.settings.auto_route_threshold
             if confident and case.handling_unit_code:
                 self.apply_action(session, case, "dispatch", SYSTEM, ActionIn(note="定位可信，自动派遣"))
         found = duplicates.flag_possible_repeats(session, case, self.settings)
@@ -124,17 +131,49 @@ class CaseCore:
         if (data.lon is None) != (data.lat is None):
             raise CaseInputError("lon and lat: give both or neither")
 
-    def _default_unit(self, session: Session, case: Case) -> str | None:
-        """The district's centre, or the unit that covers the case's 街道 (e.g. 大鹏新区)."""
+    def _place(self, session: Session, case: Case, given: bool, confirmed: bool = False) -> dict[str, Any]:
+        """Fill the placement from the address (or the point) unless a person gave the district."""
+        if given:
+            if confirmed:
+                case.placement_confidence = 1.0
+            if case.community_code and not case.grid_code:
+                case.grid_code = case.community_code + "00"
+            return {"by": "person", "district_code": case.district_code}
+        if case.lon is not None and case.lat is not None:
+            p = self.router.locate_point(case.lon, case.lat)
+        elif case.address_text.strip():
+            p = self.router.locate(session, case.address_text)
+        else:
+            case.district_code = case.street_code = case.community_code = case.grid_code = None
+            case.placement_confidence = None
+            return {"by": "router", "reason": "no address given"}
+        served = {u.district_code for u in self.units(session).values()}
+        if p.placed and p.district_code in served:
+            case.district_code, case.street_code, case.community_code = p.district_code, p.street_code, p.community_code
+            case.grid_code, case.placement_confidence = p.grid_code, p.confidence
+            if p.point and case.lon is None:
+                case.lon, case.lat = p.point
+        else:
+            case.district_code = case.street_code = case.community_code = case.grid_code = None
+            case.placement_confidence = 0.0
+        return {"by": "router", **placement_summary(p)}
+
+    def _route(self, session: Session, case: Case) -> dict[str, Any]:
+        """The handling unit by the routing rules; a rule naming no active unit falls back to the centre."""
+        route = self.router.route(case)
+        units = self.units(session)
+        unit = units.get(route.unit_code) if route.unit_code else None
+        if unit is None or not unit.active:
+            unit = self._district_centre(session, case)
+        case.handling_unit_code = unit.code if unit else None
+        return {"unit": case.handling_unit_code, "transfer": route.transfer_target, "rule": route.rule}
+
+    def _district_centre(self, session: Session, case: Case) -> HandlingUnit | None:
         if not case.district_code:
             return None
         units = sorted((u for u in self.units(session).values() if u.district_code == case.district_code
-                        and u.active and u.kind == "district_centre"), key=lambda u: u.code)
-        for unit in units:
-            if case.street_code and case.street_code in (unit.street_codes or []):
-                return unit.code
-        general = [u for u in units if not u.street_codes]
-        return general[0].code if general else None
+                        and u.active and u.kind == "district_centre" and not u.street_codes), key=lambda u: u.code)
+        return units[0] if units else None
 
     # ------------------------------------------------------------------ act
     def apply_action(self, session: Session, case: Case | str, action: str, actor: Actor,
@@ -186,7 +225,7 @@ class CaseCore:
         case.closed_at = now
 
     def _on_dispatch(self, session, case, actor, params, now, data) -> None:
-        code = params.unit_code or case.handling_unit_code or self._default_unit(session, case)
+        code = params.unit_code or case.handling_unit_code
         unit = self.units(session).get(code) if code else None
         if unit is None or not unit.active:
             raise WorkflowError("派遣 needs a handling unit: give unit_code, or place the case in a district first",
@@ -198,6 +237,41 @@ class CaseCore:
         self._set_clock(case, Clock(now, limit.minutes, limit.basis))
         case.urged_count = 0
         data.update(unit=unit.code, limit=limit.label)
+
+    def _on_accept(self, session, case, actor, params, now, data) -> None:
+        self.router.confirm(session, case, "district_accept")   # the district agrees the case is theirs
+
+    def _on_relocate(self, session, case, actor, params, now, data) -> None:
+        changes = {k: v for k, v in params.model_dump(include={"address_text", "district_code", "street_code",
+                   "community_code", "lon", "lat", "category_key"}).items() if v is not None}
+        if not changes:
+            raise WorkflowError("改定位 needs a new address, place or category", status=422)
+        if "category_key" in changes:
+            try:
+                self.catalogue.get(changes["category_key"])
+            except CatalogueError as exc:
+                raise WorkflowError(f"category_key: {exc}", status=422) from None
+        given = "district_code" in changes
+        if given and not any(u.district_code == changes["district_code"] for u in self.units(session).values()):
+            raise WorkflowError(f"district_code: {changes['district_code']} is not a district this hotline serves",
+                                status=422)
+        if (params.lon is None) != (params.lat is None):
+            raise WorkflowError("lon and lat: give both or neither", status=422)
+        data["before"] = {"address_text": case.address_text, "district_code": case.district_code,
+                          "unit": case.handling_unit_code, "category_key": case.category_key}
+        for key, value in changes.items():
+            setattr(case, key, value)
+        if given:
+            case.placement_confidence = 1.0
+            if "street_code" not in changes:
+                case.street_code = case.community_code = case.grid_code = None
+            data["placement"] = self._place(session, case, given=True, confirmed=True)
+            self.router.confirm(session, case, actor.role)
+        elif {"address_text", "lon", "lat"} & changes.keys():
+            if "lon" not in changes:
+                case.lon = case.lat = None   # the old point belonged to the old address
+            data["placement"] = self._place(session, case, given=False)
+        data["route"] = self._route(session, case)
 
     def _on_return(self, session, case, actor, params, now, data) -> None:
         data["returned_by"] = case.handling_unit_code

@@ -57,6 +57,7 @@ TRANSITIONS = {t.action: t for t in [
     _t("suspend", "挂账", "dispatched in_progress", "suspended", "dispatcher supervisor", needs_note=True),
     _t("resume", "挂账恢复", "suspended", "in_progress", "dispatcher supervisor"),
     _t("void", "作废", "intake filed returned dispatched reopened", "void", "dispatcher supervisor", needs_note=True),
+    _t("relocate", "改定位/分类", "intake filed returned reopened", None, "agent dispatcher supervisor"),
     _t("urge", "催办", "dispatched in_progress", None, "dispatcher supervisor system"),
 ]}
 

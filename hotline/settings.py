@@ -56,7 +56,11 @@ class Settings(BaseSettings):
     time_limits_file: Path | None = None
     calendar_file: Path | None = None
 
-    auto_dispatch_threshold: float = Field(0.9, ge=0, le=1)
+    # routing: the gazetteer ("" = the one `hotline routing import` installed in data_dir, else
+    # Shenzhen as shipped; or a shipped city's name, a gazetteer folder, a compiled index file)
+    gazetteer: str = ""
+    routing_rules_file: Path | None = None    # default: the gazetteer folder's rules.csv
+    auto_route_threshold: float = Field(0.9, ge=0, le=1)  # placements at or above it are dispatched at once
     open311_public_read: bool = False  # GET requests without an api_key
 
     # outbox

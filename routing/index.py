@@ -256,6 +256,13 @@ class Gazetteer:
             self._learned_automaton = None
         return names
 
+    def with_fresh_learning(self) -> "Gazetteer":
+        """A copy sharing the compiled names but with its own (empty) learned layer."""
+        twin = Gazetteer.__new__(Gazetteer)
+        twin.__dict__.update(self.__dict__)
+        twin.learned, twin._learned_places, twin._learned_automaton = NameStats(), [], None
+        return twin
+
     def learned_index(self) -> tuple[ahocorasick.Automaton, list[Place]]:
         if self._learned_automaton is None:
             self._learned_places = [self.learned.place(k, "learned") for k in self.learned.counts]

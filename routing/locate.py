@@ -20,7 +20,7 @@ from routing.index import SOUND_FACTOR, WEIGHTS, Gazetteer, Place
 from routing.text import GENERIC_SUFFIXES, HOUSE_PART_RE
 
 MAX_TEXT = 1000               # characters looked at; an address is never longer
-MIN_ALTERNATIVE = 0.005
+MIN_ALTERNATIVE = 0.02
 _HOUSE_NUMBER = re.compile(r"\s?(\d{1,5})号")
 _PHONE_ONLY = re.compile(r"[\d\-\s+()]{5,}")
 _HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff]")

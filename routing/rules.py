@@ -89,12 +89,13 @@ def load_rules(path: Path | str | None) -> Rules:
         raise RulesError(f"{path}: cannot read ({exc})") from None
     # comments become blank lines (which csv skips) so reader.line_num is still the file's line
     lines = ["" if ln.lstrip().startswith("#") else ln for ln in text.splitlines()]
-    reader = csv.DictReader(io.StringIO("\n".join(lines)))
+    skipped = next((i for i, ln in enumerate(lines) if ln.strip()), 0)
+    reader = csv.DictReader(io.StringIO("\n".join(lines[skipped:])))
     if tuple(reader.fieldnames or ()) != COLUMNS:
-        raise RulesError(f"{path}:1: columns must be {','.join(COLUMNS)}")
+        raise RulesError(f"{path}:{skipped + 1}: columns must be {','.join(COLUMNS)}")
     rules = []
     for row in reader:
-        n = reader.line_num
+        n = reader.line_num + skipped
         values = {k: (row.get(k) or "").strip() for k in COLUMNS}
         if not re.match(r"^[0-9A-Za-z_\-{}]+$", values["unit"]):
             raise RulesError(f"{path}:{n}: unit {values['unit']!r}: a handling unit code, may use {{district}}")
