@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 from datetime import datetime
+from pathlib import Path
 
 from hotline.settings import SettingsError, get_settings
 
@@ -170,6 +171,75 @@ def cmd_kpi(args) -> None:
             print(f"  {KPI_LABELS[k]:<12} {v if v is not None else '-'}")
 
 
+def _router():
+    """The router as the product runs it: settings' gazetteer and rules, plus confirmed placements."""
+    from sqlalchemy import inspect
+
+    from case_bridge.placement import Router
+    router = Router(get_settings())
+    db = _db()
+    if inspect(db.engine).has_table("address_evidence"):
+        with db.session() as session:
+            router.locate(session, "")  # reads the confirmed placements
+    return router
+
+
+def cmd_geocode(args) -> None:
+    import json
+    router = _router()
+    p = router.locate(None, args.text)
+    if args.json:
+        print(json.dumps(p.as_dict(), ensure_ascii=False, indent=2))
+        return
+    if not p.placed:
+        print(f"未定位: {p.reason}")
+        return
+    names = " ".join(p.names.get(c, "") for c in (p.district_code, p.street_code, p.community_code) if c)
+    mark = "可自动派遣" if p.confident(router.threshold) else "需派遣员确认"
+    print(f"{names}  置信度 {p.confidence:.4f}（{mark}，阈值 {router.threshold}）")
+    print(f"  区 {p.district_code}  街道 {p.street_code or '-'}  社区 {p.community_code or '-'}  网格 {p.grid_code or '-'}"
+          f"  坐标 {','.join(map(str, p.point)) if p.point else '-'}")
+    print("  依据:")
+    for e in p.evidence:
+        print(f"    「{e['text']}」→ {e['name']}  ({e['kind']}, {e['how']}, 权重 {e['weight']})")
+    for a in p.alternatives:
+        print(f"  备选: {a.name} {a.district_code}  {a.confidence:.4f}")
+    route = router.rules.route(p.district_code, p.street_code)
+    print(f"  承办单位 {route.unit_code}  转接 {route.transfer_target}  ({route.rule})")
+
+
+def cmd_routing_import(args) -> None:
+    from tqdm import tqdm
+
+    import routing
+    from case_bridge.placement import INSTALLED_INDEX
+    dest = get_settings().data_dir / INSTALLED_INDEX if args.output is None else args.output
+    bar = lambda items, total, label: tqdm(items, total=total, desc=label, unit=" rows")  # noqa: E731
+    try:
+        gz = routing.import_gazetteer(args.folder, dest, progress=bar)
+    except (routing.GazetteerError, routing.DivisionError) as exc:
+        sys.exit(f"gazetteer not imported: {exc}")
+    size = dest.stat().st_size
+    print(f"{gz.name} ({gz.code}): {len(gz.district_codes)} districts, {len(gz.divisions)} divisions, "
+          f"{len(gz.places)} names; index {dest} ({size / 1e6:.1f} MB)")
+    if args.output is None:
+        print("installed: the hotline uses it from the next start (unless the gazetteer setting names another)")
+
+
+def cmd_routing_eval(args) -> None:
+    from routing.evaluate import EvalFileError, evaluate, format_report, read_labelled
+    router = _router()
+    threshold = router.threshold if args.threshold is None else args.threshold
+    try:
+        columns = args.column or ["address"]
+        for column in columns:
+            rows = read_labelled(args.file, router.gazetteer, column)
+            report = evaluate(router.gazetteer, rows, threshold)
+            print(format_report(router.gazetteer, report, threshold, f"== {args.file} [{column}]"))
+    except EvalFileError as exc:
+        sys.exit(str(exc))
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="hotline", description="12319 城建服务热线 contact centre")
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -215,11 +285,28 @@ def build_parser() -> argparse.ArgumentParser:
     kpi.add_argument("--start", required=True, help="local date or date-time, e.g. 2026-11-01")
     kpi.add_argument("--end", required=True)
     kpi.set_defaults(fn=cmd_kpi)
+
+    geo = sub.add_parser("geocode", help="place an address: district, 街道, 社区, confidence and why")
+    geo.add_argument("text")
+    geo.add_argument("--json", action="store_true")
+    geo.set_defaults(fn=cmd_geocode)
+    rt = sub.add_parser("routing", help="gazetteer import and evaluation").add_subparsers(dest="routing_cmd",
+                                                                                         required=True)
+    imp = rt.add_parser("import", help="check and compile a city's gazetteer folder (see routing/GAZETTEER.md)")
+    imp.add_argument("folder")
+    imp.add_argument("--output", type=Path, help="write the index here instead of installing it in data_dir")
+    imp.set_defaults(fn=cmd_routing_import)
+    ev = rt.add_parser("eval", help="accuracy, precision above the threshold, coverage on labelled addresses")
+    ev.add_argument("file", help="CSV with an address column and a district column (name or code)")
+    ev.add_argument("--column", action="append", help="address column(s) to evaluate (default: address)")
+    ev.add_argument("--threshold", type=float)
+    ev.set_defaults(fn=cmd_routing_eval)
     return p
 
 
 def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     args = build_parser().parse_args(argv)
     try:
         get_settings()
