@@ -132,6 +132,30 @@ def units(request: Request, actor: ActorDep) -> list[dict]:
                 for u in session.scalars(select(HandlingUnit).order_by(HandlingUnit.code))]
 
 
+@router.get("/places/locate", tags=["reference"], responses={401: {}, 403: {}, 422: {}})
+def locate_place(request: Request, actor: ActorDep,
+                 q: Annotated[str, Query(max_length=300, pattern=NO_NUL, description="address as the caller said it")] = "",
+                 lon: Annotated[float | None, Query(ge=-180, le=180)] = None,
+                 lat: Annotated[float | None, Query(ge=-90, le=90)] = None,
+                 datum: Literal["gcj02", "wgs84", "bd09"] = "gcj02",
+                 category_key: Annotated[str | None, Query(max_length=5, pattern=NO_NUL)] = None) -> dict:
+    """Where the address is, how sure, why, the runners-up, and where the case and call would go
+    (for the agent desk, answered as the agent types)."""
+    require_role(actor, "agent", "dispatcher", "supervisor", "admin")
+    router_ = _core(request).router
+    if (lon is None) != (lat is None):
+        raise HTTPException(422, "lon and lat: give both or neither")
+    if lon is not None:
+        placement = router_.locate_point(lon, lat, datum)
+    else:
+        with request.app.state.db.session() as session:
+            placement = router_.locate(session, q)
+    route = router_.rules.route(placement.district_code, placement.street_code, category_key)
+    return {**placement.as_dict(), "auto_route": placement.confident(router_.threshold),
+            "threshold": router_.threshold,
+            "route": {"unit": route.unit_code, "transfer": route.transfer_target, "rule": route.rule}}
+
+
 @router.get("/kpi", tags=["reports"], responses={401: {}, 403: {}, 422: {}})
 def kpi(request: Request, actor: ActorDep, start: datetime, end: datetime,
         group_by: Literal["district", "unit", "category"] = "district") -> list[dict]:

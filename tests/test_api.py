@@ -100,3 +100,20 @@ def test_district_lists_only_its_cases_and_kpi_needs_a_supervisor(client, people
     rows = client.get("/api/v1/kpi?start=2026-11-01T00:00:00%2B08:00&end=2026-12-01T00:00:00%2B08:00",
                       headers=people.auth("super1")).json()
     assert {r["group"]: r["filed"] for r in rows} == {"440304": 1, "440305": 1}
+
+
+def test_the_agent_desk_can_ask_where_an_address_is(client, people):
+    r = client.get("/api/v1/places/locate", params={"q": "大鹏新区南澳街道", "category_key": "E0102"},
+                   headers=people.auth("agent1"))
+    assert r.status_code == 200
+    body = r.json()
+    assert body["district_code"] == "440307" and body["street_code"] == "440307011"
+    assert body["auto_route"] is True and body["route"]["unit"] == "dapeng"
+    assert body["route"]["transfer"] == "queue:district-dapeng"
+    vague = client.get("/api/v1/places/locate", params={"q": "深南大道"}, headers=people.auth("agent1")).json()
+    assert vague["auto_route"] is False and {a["district_code"] for a in vague["alternatives"]} & {"440304", "440305"}
+    point = client.get("/api/v1/places/locate", params={"lon": 114.0579, "lat": 22.5431},
+                       headers=people.auth("disp1")).json()
+    assert point["district_code"] == "440304"
+    assert client.get("/api/v1/places/locate", params={"q": "x"}, headers=people.auth("futian1")).status_code == 403
+    assert client.get("/api/v1/places/locate", params={"lon": 114.0}, headers=people.auth("agent1")).status_code == 422
