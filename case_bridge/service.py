@@ -239,7 +239,13 @@ class CaseCore:
         data.update(unit=unit.code, limit=limit.label)
 
     def _on_accept(self, session, case, actor, params, now, data) -> None:
-        self.router.confirm(session, case, "district_accept")   # the district agrees the case is theirs
+        # the district agrees the case is theirs: if it was dispatched to a unit of another district
+        # than the router's, the accepting district is where it is
+        unit = self.units(session).get(case.handling_unit_code) if case.handling_unit_code else None
+        if unit and unit.district_code and unit.district_code != case.district_code:
+            data["district_before"] = case.district_code
+            case.district_code, case.street_code, case.community_code, case.grid_code = unit.district_code, None, None, None
+        self.router.confirm(session, case, "district_accept")
 
     def _on_relocate(self, session, case, actor, params, now, data) -> None:
         changes = {k: v for k, v in params.model_dump(include={"address_text", "district_code", "street_code",
@@ -257,6 +263,10 @@ class CaseCore:
                                 status=422)
         if (params.lon is None) != (params.lat is None):
             raise WorkflowError("lon and lat: give both or neither", status=422)
+        district = changes.get("district_code", case.district_code)
+        for key in ("street_code", "community_code"):
+            if key in changes and not (district and changes[key].startswith(district)):
+                raise WorkflowError(f"{key}: {changes[key]} is not in district {district}", status=422)
         data["before"] = {"address_text": case.address_text, "district_code": case.district_code,
                           "unit": case.handling_unit_code, "category_key": case.category_key}
         for key, value in changes.items():

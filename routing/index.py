@@ -37,6 +37,9 @@ SOUND_FACTOR = 0.92          # a name matched by its pinyin only (福天区 → 
 SUFFIXES = {"district": ("区", "县"), "street": ("街道办事处", "街道", "镇", "乡"),
             "community": ("社区居民委员会", "社区居委会", "居民委员会", "村民委员会", "村委会", "居委会", "社区")}
 DIRECTION_WORDS = ("东中心", "西中心", "中心区", "中心", "东", "西", "南", "北")
+# how the names of estates and buildings end; a remembered name that ends otherwise is weak evidence
+ESTATE_ENDINGS = tuple("苑园阁城居庭府村厦湾轩邸寓舍楼座坊里墅院峰台庄湖") + (
+    "花园", "大厦", "广场", "公寓", "小区", "家园", "山庄", "中心", "大院", "新村", "名都", "华庭")
 Progress = Callable[[Iterable[Any], int, str], Iterable[Any]]
 
 
@@ -83,6 +86,8 @@ class NameStats:
         # longer names are more distinctive; repeated agreeing evidence counts a little more
         weight = {3: 0.9, 4: 0.95}.get(len(key), 0.97)
         weight = min(0.99, weight + 0.01 * min(total - 1, 3))
+        if not key.endswith(ESTATE_ENDINGS):   # 菜市场, 地铁站: a kind of place, found in every district
+            weight = min(weight, 0.8)
         return Place(key, kind, tuple(shares), weight, point)
 
 
@@ -247,7 +252,7 @@ class Gazetteer:
     def learn(self, address: str, district_code: str, street_code: str | None = None,
               community_code: str | None = None, point: tuple[float, float] | None = None) -> list[str]:
         """Remember a confirmed placement; returns the names it was remembered under."""
-        if district_code not in self.divisions:
+        if district_code not in self.district_codes:
             raise ValueError(f"{district_code} is not a district of {self.name}")
         names = self.estate_names(address)
         for key in names:
@@ -285,7 +290,14 @@ class Gazetteer:
 
 def load_index(path: Path) -> Gazetteer:
     """A compiled index written by `Gazetteer.save` (only ever our own file in the data folder)."""
-    version, state = pickle.loads(Path(path).read_bytes())
+    from routing.gazetteer import GazetteerError
+    data = Path(path).read_bytes()
+    if not data.startswith(b"\x80"):
+        raise GazetteerError(f"{path}: not a compiled gazetteer index (run `hotline routing import`)")
+    try:
+        version, state = pickle.loads(data)
+    except Exception as exc:  # a damaged or foreign file: say so, never a raw traceback
+        raise GazetteerError(f"{path}: not a compiled gazetteer index ({exc.__class__.__name__})") from None
     if version != FORMAT_VERSION:
         raise ValueError(f"{path}: index format {version}, expected {FORMAT_VERSION}: run `hotline routing import` again")
     gz = Gazetteer.__new__(Gazetteer)

@@ -257,6 +257,8 @@ def locate_point_in(gz: Gazetteer, lon: float, lat: float, datum: str = "gcj02")
         return unplaced("the point is not a pair of numbers")
     if not (math.isfinite(lon) and math.isfinite(lat) and -180 <= lon <= 180 and -90 <= lat <= 90):
         return unplaced("the point is not a longitude and latitude")
+    if not isinstance(datum, str):
+        return unplaced("the datum must be gcj02, wgs84 or bd09")
     datum = datum.lower().replace("-", "")
     if datum in ("wgs84", "gps"):
         lat, lon = prcoords.wgs_gcj((lat, lon))

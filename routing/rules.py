@@ -96,6 +96,8 @@ def load_rules(path: Path | str | None) -> Rules:
     rules = []
     for row in reader:
         n = reader.line_num + skipped
+        if None in row:
+            raise RulesError(f"{path}:{n}: more values than the {len(COLUMNS)} columns")
         values = {k: (row.get(k) or "").strip() for k in COLUMNS}
         if not re.match(r"^[0-9A-Za-z_\-{}]+$", values["unit"]):
             raise RulesError(f"{path}:{n}: unit {values['unit']!r}: a handling unit code, may use {{district}}")
