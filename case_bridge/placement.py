@@ -56,23 +56,25 @@ class Router:
         self.rules = routing.load_rules(rules_file(settings))
         self.threshold = settings.auto_route_threshold
         self._seen_id = 0
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
 
-    def _catch_up(self, session: Session) -> None:
-        rows = session.execute(select(AddressEvidence.id, AddressEvidence.address_text, AddressEvidence.district_code,
-                                      AddressEvidence.street_code, AddressEvidence.community_code,
-                                      AddressEvidence.lon, AddressEvidence.lat)
-                               .where(AddressEvidence.id > self._seen_id).order_by(AddressEvidence.id)).all()
-        for row in rows:
-            if row.district_code in self.gazetteer.divisions:
-                point = (row.lon, row.lat) if row.lon is not None and row.lat is not None else None
-                self.gazetteer.learn(row.address_text, row.district_code, row.street_code, row.community_code, point)
-            self._seen_id = row.id
+    def learn_confirmed(self, session: Session) -> None:
+        """Learn the placements confirmed since the last call (by any process)."""
+        with self._lock:
+            rows = session.execute(select(AddressEvidence.id, AddressEvidence.address_text, AddressEvidence.district_code,
+                                          AddressEvidence.street_code, AddressEvidence.community_code,
+                                          AddressEvidence.lon, AddressEvidence.lat)
+                                   .where(AddressEvidence.id > self._seen_id).order_by(AddressEvidence.id)).all()
+            for row in rows:
+                if row.district_code in self.gazetteer.district_codes:
+                    point = (row.lon, row.lat) if row.lon is not None and row.lat is not None else None
+                    self.gazetteer.learn(row.address_text, row.district_code, row.street_code, row.community_code, point)
+                self._seen_id = row.id
 
     def locate(self, session: Session | None, text: str) -> routing.Placement:
         with self._lock:
             if session is not None:
-                self._catch_up(session)
+                self.learn_confirmed(session)
             return routing.locate(text, gazetteer=self.gazetteer)
 
     def locate_point(self, lon: float, lat: float, datum: str = "gcj02") -> routing.Placement:

@@ -180,7 +180,7 @@ def _router():
     db = _db()
     if inspect(db.engine).has_table("address_evidence"):
         with db.session() as session:
-            router.locate(session, "")  # reads the confirmed placements
+            router.learn_confirmed(session)
     return router
 
 

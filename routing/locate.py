@@ -178,8 +178,8 @@ def locate_in(gz: Gazetteer, text: Any) -> Placement:
             return unplaced("only a phone number: no address")
         return unplaced("no Chinese place name in the text")
     if not any(c in t for c in gz.city_names):
-        for stop, _ in gz.other_automaton.iter(t):
-            other = next(k for k in gz.other_automaton.keys() if t.endswith(k, 0, stop + 1))
+        for stop, (length, _) in gz.other_automaton.iter(t):
+            other = t[stop + 1 - length:stop + 1]
             return unplaced(f"the address is in {other}, not {gz.name}")
     matches = _find(gz, t)
     if not matches:
