@@ -77,7 +77,45 @@ class Settings(BaseSettings):
     survey_delay_minutes: int = Field(30, ge=0)
 
     # which parts contribute outbox effects (imported by the worker)
-    effect_plugins: list[str] = ["case_bridge.webhook"]
+    effect_plugins: list[str] = ["case_bridge.webhook", "ivr.survey_call"]
+
+    # telephony: our FastAGI server, and how Asterisk reaches it
+    agi_host: str = "127.0.0.1"
+    agi_port: int = Field(4573, ge=1, le=65535)
+    agi_public_host: str = ""          # the address Asterisk dials for agi://; "" = agi_host
+    agi_header_timeout_seconds: float = Field(5.0, gt=0)
+    agi_command_timeout_seconds: float = Field(60.0, gt=0)  # a reply slower than this ends the session
+    # the AMI link to Asterisk
+    ami_host: str = "127.0.0.1"
+    ami_port: int = Field(5038, ge=1, le=65535)
+    ami_username: str = "hotline"
+    ami_secret: str = "change-me"
+    ami_ping_seconds: float = Field(10.0, gt=0)
+    ami_ping_timeout_seconds: float = Field(5.0, gt=0)
+    ami_reconnect_max_seconds: float = Field(30.0, gt=0)
+    ami_permit: str = "127.0.0.1/255.255.255.255"  # manager.conf permit for our AMI user
+    # the PBX side of the configuration rendered by `hotline asterisk-config`
+    asterisk_spool_dir: Path = Path("/var/spool/asterisk/monitor")  # MixMonitor writes <yyyy>/<mm>/<dd>/<uniqueid>.wav
+    prompts_dir: Path | None = None            # built prompts; default data_dir/prompts
+    studio_prompts_dir: Path | None = None     # recorded studio files <id>.wav, used before synthesised ones
+    service_number: str = "12319"
+    trunk_host: str = ""                       # the operator's SIP trunk ("" = no trunk section)
+    trunk_username: str = ""
+    trunk_password: str = ""
+    agent_extensions: list[str] = ["1001", "1002", "1003", "1004"]
+    agent_sip_secret: str = "change-me"        # per-extension SIP passwords are derived from it
+    city_queue: str = "city"
+    queue_max_wait_seconds: int = Field(300, ge=10)   # then the leave-a-message path
+    queue_wrapup_seconds: int = Field(15, ge=0)
+    queue_announce_seconds: int = Field(60, ge=0)     # position / hold-time announcements
+    # IVR: district choice by key (ordered district codes; [] = no district menu)
+    ivr_district_menu: list[str] = []
+    ivr_menu_timeout_seconds: float = Field(5.0, gt=0)
+    # satisfaction callbacks: "call" (Originate → AGI survey) or "sms"
+    survey_channel: str = Field("call", pattern="^(call|sms)$")
+    survey_call_attempts: int = Field(3, ge=1, le=10)
+    survey_ring_seconds: int = Field(30, ge=5, le=120)
+    survey_dial: str = "PJSIP/{number}@trunk"  # how a citizen's number is dialled out
 
     @classmethod
     def settings_customise_sources(
@@ -116,6 +154,18 @@ class Settings(BaseSettings):
             self.database_url = f"sqlite:///{self.data_dir / 'hotline.db'}"
         if not self.broker_url:
             self.broker_url = f"sqla+sqlite:///{self.data_dir / 'celery-broker.db'}"
+        if self.prompts_dir is None:
+            self.prompts_dir = self.data_dir / "prompts"
+        if not self.agi_public_host:
+            self.agi_public_host = self.agi_host
+        for ext in self.agent_extensions:
+            if not re.fullmatch(r"\d{3,8}", ext):
+                raise ValueError(f"agent extension {ext!r} must be 3 to 8 digits")
+        for code in self.ivr_district_menu:
+            if not re.fullmatch(r"\d{6}|[a-z][a-z0-9_-]{0,31}", code):
+                raise ValueError(f"ivr_district_menu entry {code!r} must be a district code")
+        if "{number}" not in self.survey_dial:
+            raise ValueError("survey_dial must contain {number}")
         if self.callback_hours_end <= self.callback_hours_start:
             raise ValueError("callback_hours_end must be later than callback_hours_start")
         return self
