@@ -171,3 +171,38 @@ class AddressEvidence(Base):
     lat: Mapped[float | None]
     source: Mapped[str] = mapped_column(String(20))   # agent | dispatcher | district_accept
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Call(Base):
+    """One telephone call (inbound to 12319 or an outbound satisfaction callback), keyed by
+    Asterisk's uniqueid, which is also the idempotency key of the case created from it."""
+
+    __tablename__ = "calls"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    uniqueid: Mapped[str] = mapped_column(String(64), unique=True)
+    linkedid: Mapped[str | None] = mapped_column(String(64), index=True)
+    direction: Mapped[str] = mapped_column(String(8), default="in")   # in | survey
+    channel: Mapped[str | None] = mapped_column(String(128))
+    caller: Mapped[str | None] = mapped_column(String(40), index=True)  # E.164 when it is a number
+    caller_name: Mapped[str | None] = mapped_column(String(80))
+    dialled: Mapped[str | None] = mapped_column(String(40))
+    intent: Mapped[str | None] = mapped_column(String(12))    # report | progress | consult | agent | done
+    asked_case: Mapped[str | None] = mapped_column(String(24))
+    district_code: Mapped[str | None] = mapped_column(String(16))
+    queue: Mapped[str | None] = mapped_column(String(64))
+    agent: Mapped[str | None] = mapped_column(String(64))    # the member interface that answered
+    started_at: Mapped[datetime | None]
+    queued_at: Mapped[datetime | None]
+    answered_at: Mapped[datetime | None]
+    ended_at: Mapped[datetime | None]
+    wait_seconds: Mapped[float | None]
+    talk_seconds: Mapped[float | None]
+    hangup_cause: Mapped[int | None]
+    outcome: Mapped[str | None] = mapped_column(String(16))  # answered | abandoned | ivr | voicemail | failed
+    recording_path: Mapped[str | None] = mapped_column(String(300))
+    recording_bytes: Mapped[int | None]
+    recording_seconds: Mapped[float | None]
+    case_id: Mapped[int | None] = mapped_column(ForeignKey("cases.id"), index=True)
+    ivr: Mapped[dict] = mapped_column(default=dict)           # keys pressed and what they meant
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)

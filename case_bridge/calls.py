@@ -1,0 +1,100 @@
+"""Call records and their recordings, in the case core.
+
+A call is keyed by Asterisk's uniqueid. Its facts arrive from two sides in any order — the
+FastAGI flow (what the caller pressed) and the AMI client (queue, agent, times, hangup,
+recording) — so `record_call` merges: it only sets what it is given, and IVR choices
+accumulate. The case created from a call carries the uniqueid as its idempotency key, which
+is how the two are linked whichever comes first.
+"""
+from __future__ import annotations
+
+import logging
+import wave
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from case_bridge.models import Call, Case
+from hotline.db import utcnow
+
+log = logging.getLogger(__name__)
+
+FIELDS = frozenset(c.name for c in Call.__table__.columns) - {"id", "uniqueid", "ivr", "case_id", "updated_at"}
+
+
+class RecordingRejected(ValueError):
+    """A recording path outside the recording spool (never served, never stat'ed)."""
+
+
+def record_call(session: Session, uniqueid: str, ivr: dict[str, Any] | None = None, **fields: Any) -> Call:
+    """Create or update the call `uniqueid` with the given facts (None values are ignored)."""
+    unknown = set(fields) - FIELDS
+    if unknown:
+        raise TypeError(f"unknown call fields: {', '.join(sorted(unknown))}")
+    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+    session.execute(dialect.insert(Call).values(uniqueid=uniqueid, direction=fields.get("direction") or "in",
+                                                ivr={}, updated_at=utcnow())
+                    .on_conflict_do_nothing(index_elements=["uniqueid"]))
+    call = session.scalar(select(Call).where(Call.uniqueid == uniqueid).with_for_update())
+    for name, value in fields.items():
+        if value is not None:
+            setattr(call, name, value)
+    if ivr:
+        call.ivr = {**(call.ivr or {}), **ivr}
+    if call.case_id is None:
+        call.case_id = session.scalar(select(Case.id).where(Case.idempotency_key == uniqueid))
+    call.updated_at = utcnow()
+    session.flush()
+    return call
+
+
+def link_case(session: Session, case: Case) -> None:
+    """Link the call whose uniqueid is this case's idempotency key (if it is already recorded)."""
+    if case.idempotency_key:
+        session.execute(update(Call).where(Call.uniqueid == case.idempotency_key, Call.case_id.is_(None))
+                        .values(case_id=case.id))
+
+
+def recording_facts(path: str, spool_dir: Path) -> tuple[str, int | None, float | None]:
+    """(path relative to the spool, size in bytes, duration in seconds) of a recording Asterisk
+    reported. The size and duration are known only when the spool is visible from here."""
+    spool = spool_dir.resolve()
+    candidate = Path(path)
+    if not candidate.is_absolute():
+        candidate = spool / candidate
+    resolved = candidate.resolve()
+    if not resolved.is_relative_to(spool) or resolved.suffix.lower() not in (".wav", ".gsm", ".wav49"):
+        raise RecordingRejected(f"recording {path!r} is not a sound file under {spool}")
+    relative = resolved.relative_to(spool).as_posix()
+    if not resolved.is_file():
+        return relative, None, None
+    size = resolved.stat().st_size
+    duration = None
+    try:
+        with wave.open(str(resolved), "rb") as w:
+            duration = w.getnframes() / float(w.getframerate())
+    except (wave.Error, EOFError, OSError, ZeroDivisionError) as exc:
+        log.warning("recording %s: size %s but no readable WAV header (%s)", relative, size, exc)
+    return relative, size, duration
+
+
+def register_recording(session: Session, uniqueid: str, path: str, spool_dir: Path) -> Call:
+    relative, size, duration = recording_facts(path, spool_dir)
+    return record_call(session, uniqueid, recording_path=relative, recording_bytes=size, recording_seconds=duration)
+
+
+def calls_of_case(session: Session, case_id: int) -> list[Call]:
+    return list(session.scalars(select(Call).where(Call.case_id == case_id).order_by(Call.id)))
+
+
+def call_summary(call: Call) -> dict[str, Any]:
+    out: dict[str, Any] = {"uniqueid": call.uniqueid}
+    for name in sorted(FIELDS):
+        value = getattr(call, name)
+        out[name] = value.isoformat() if isinstance(value, datetime) else value
+    out["ivr"] = dict(call.ivr or {})
+    return out
