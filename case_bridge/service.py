@@ -376,16 +376,7 @@ class CaseCore:
                            key=f"survey:{case.id}:{event.id}", case_id=case.id, due_at=self.next_callback_time(now))
 
     def next_callback_time(self, after: datetime) -> datetime:
-        """The first moment inside calling hours, at least survey_delay_minutes after `after`."""
-        s = self.settings
-        local = (after + timedelta(minutes=s.survey_delay_minutes)).astimezone(s.zone)
-        start = local.replace(hour=s.callback_hours_start.hour, minute=s.callback_hours_start.minute, second=0, microsecond=0)
-        end = local.replace(hour=s.callback_hours_end.hour, minute=s.callback_hours_end.minute, second=0, microsecond=0)
-        if local < start:
-            local = start
-        elif local >= end:
-            local = start + timedelta(days=1)
-        return local.astimezone(after.tzinfo)
+        return next_callback_time(self.settings, after)
 
     def _event(self, session: Session, case: Case, actor: Actor, action: str, before: str | None,
                after: str | None, note: str = "", data: dict | None = None) -> CaseEvent:
@@ -477,3 +468,16 @@ class CaseCore:
             deadline_light=self.light(case), allowed_actions=allowed_actions(case.state, actor.role, own),
             links=links, timeline=timeline,
         )
+
+
+def next_callback_time(s: Settings, after: datetime, delay_minutes: int | None = None) -> datetime:
+    """The first moment inside calling hours, at least survey_delay_minutes after `after`."""
+    delay = s.survey_delay_minutes if delay_minutes is None else delay_minutes
+    local = (after + timedelta(minutes=delay)).astimezone(s.zone)
+    start = local.replace(hour=s.callback_hours_start.hour, minute=s.callback_hours_start.minute, second=0, microsecond=0)
+    end = local.replace(hour=s.callback_hours_end.hour, minute=s.callback_hours_end.minute, second=0, microsecond=0)
+    if local < start:
+        local = start
+    elif local >= end:
+        local = start + timedelta(days=1)
+    return local.astimezone(after.tzinfo)

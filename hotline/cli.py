@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import getpass
 import logging
 import os
@@ -63,17 +64,17 @@ def _worker_command() -> list[str]:
 
 
 def cmd_run(args) -> None:
-    """The embedded default: migrate, then the web app here and a Celery worker + beat beside it."""
-    import uvicorn
-    from agent_ui import create_app
+    """The embedded default: migrate, then the web app, FastAGI and the AMI link in this process,
+    and a Celery worker + beat beside it."""
     settings = get_settings()
     cmd_db_upgrade(args)
     worker = None
     if not args.no_worker:
         worker = subprocess.Popen(_worker_command(), start_new_session=True)
-    print(f"12319 hotline: http://{settings.web_host}:{settings.web_port}/  (Ctrl-C stops)", flush=True)
+    print(f"12319 hotline: http://{settings.web_host}:{settings.web_port}/  FastAGI {settings.agi_host}:"
+          f"{settings.agi_port}  AMI → {settings.ami_host}:{settings.ami_port}  (Ctrl-C stops)", flush=True)
     try:
-        uvicorn.run(create_app(settings), host=settings.web_host, port=settings.web_port, log_level="info")
+        asyncio.run(_serve(settings, web=True, agi=True, ami=True))
     finally:
         if worker is not None and worker.poll() is None:
             worker.send_signal(signal.SIGTERM)  # warm shutdown: running effects finish, rows stay leased otherwise
@@ -82,6 +83,55 @@ def cmd_run(args) -> None:
             except subprocess.TimeoutExpired:
                 worker.kill()
         print("stopped", flush=True)
+
+
+async def _serve(settings, web: bool, agi: bool, ami: bool) -> None:
+    """Web app and/or telephony on one event loop and one in-process bus."""
+    import uvicorn
+    from agent_ui import create_app
+    from hotline.bus import InProcessBus
+    from hotline.db import Database
+    from ivr import Telephony
+    bus = InProcessBus()
+    db = Database(settings.database_url)
+    telephony = Telephony(settings, db, bus, agi=agi, ami=ami) if (agi or ami) else None
+    if telephony is not None:
+        await telephony.start()
+    try:
+        if web:
+            app = create_app(settings, db=db, bus=bus)
+            app.state.telephony = telephony
+            config = uvicorn.Config(app, host=settings.web_host, port=settings.web_port, log_level="info")
+            await uvicorn.Server(config).serve()
+        else:
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, stop.set)
+            await stop.wait()
+    finally:
+        if telephony is not None:
+            await telephony.stop()
+
+
+def cmd_agi(args) -> None:
+    asyncio.run(_serve(get_settings(), web=False, agi=True, ami=False))
+
+
+def cmd_ami(args) -> None:
+    asyncio.run(_serve(get_settings(), web=False, agi=False, ami=True))
+
+
+def cmd_simulate_call(args) -> None:
+    """Drive our FastAGI server as Asterisk would (the tests' peer), printing what the caller hears."""
+    from ivr.simulate import simulate_call
+    keys = [k.strip() for k in args.keys.split(",")] if args.keys else []
+    try:
+        lines = asyncio.run(simulate_call(get_settings(), args.script, args.caller, keys, case_number=args.case,
+                                          hangup_after=args.hangup_after))
+    except (OSError, ValueError) as exc:
+        sys.exit(f"simulate-call: {exc}")
+    print("\n".join(lines))
 
 
 def cmd_web(args) -> None:
@@ -247,6 +297,16 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--no-worker", action="store_true", help="start the web app only")
     run.set_defaults(fn=cmd_run)
     sub.add_parser("web", help="the web app only (scale mode)").set_defaults(fn=cmd_web)
+    sub.add_parser("agi", help="the FastAGI server only (scale mode)").set_defaults(fn=cmd_agi)
+    sub.add_parser("ami", help="the AMI link and call recorder only (scale mode)").set_defaults(fn=cmd_ami)
+    sim = sub.add_parser("simulate-call", help="play a call into our FastAGI flows without a PBX")
+    sim.add_argument("--from", dest="caller", default="13800138000", help="the caller's number")
+    sim.add_argument("--keys", default="", help="what the caller presses at each prompt, comma-separated "
+                                                "(e.g. 2,# ; an empty item is silence)")
+    sim.add_argument("--script", choices=["inbound", "survey"], default="inbound")
+    sim.add_argument("--case", help="survey: the case the callback is about")
+    sim.add_argument("--hangup-after", type=int, help="the caller hangs up after this many commands")
+    sim.set_defaults(fn=cmd_simulate_call)
     sub.add_parser("worker", help="a Celery worker with beat (scale mode)").set_defaults(fn=cmd_worker)
     db = sub.add_parser("db", help="database").add_subparsers(dest="db_cmd", required=True)
     db.add_parser("upgrade", help="migrate to the newest schema").set_defaults(fn=cmd_db_upgrade)

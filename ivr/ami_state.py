@@ -1,0 +1,320 @@
+"""What the AMI event stream means: live calls, queues and their members.
+
+`CallCentreState.apply(message)` folds one AMI event into the state and returns the bus
+notices it causes (topic, data) — synchronously and without I/O, so it keeps up with the
+event stream. Facts seen on Asterisk 22 that this relies on:
+
+- event names and header names are case-sensitive as sent (`Uniqueid` in channel events);
+- the caller leg is the channel whose `Uniqueid` equals its `Linkedid`; agent legs share it;
+- `QueueCallerLeave` comes *before* `AgentConnect`; their HoldTime/RingTime are seconds,
+  while `AgentRingNoAnswer`'s RingTime is milliseconds;
+- the recording path is only in `VarSet MIXMONITOR_FILENAME` (no `MixMonitorStop` on hangup);
+- `Hangup` and `Cdr` for one channel come in either order.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Callable, Mapping
+
+Notice = tuple[str, dict[str, Any]]
+
+MEMBER_STATUS = {"0": "unknown", "1": "idle", "2": "in_use", "3": "busy", "4": "invalid",
+                 "5": "unavailable", "6": "ringing", "7": "ring_in_use", "8": "on_hold"}
+
+
+def _time(event: Mapping[str, Any]) -> datetime:
+    stamp = event.get("Timestamp")
+    try:
+        return datetime.fromtimestamp(float(stamp), timezone.utc)
+    except (TypeError, ValueError):
+        return datetime.now(timezone.utc)
+
+
+def _num(value: Any, scale: float = 1.0) -> float | None:
+    try:
+        return float(value) / scale
+    except (TypeError, ValueError):
+        return None
+
+
+def _known(value: Any) -> str | None:
+    return None if value in (None, "", "<unknown>", "unknown") else str(value)
+
+
+@dataclass
+class LiveCall:
+    uniqueid: str
+    linkedid: str
+    channel: str
+    caller: str | None = None
+    caller_name: str | None = None
+    dialled: str | None = None
+    started_at: datetime | None = None
+    queue: str | None = None
+    position: int | None = None
+    queued_at: datetime | None = None
+    answered_at: datetime | None = None
+    agent: str | None = None
+    agent_channel: str | None = None
+    ended_at: datetime | None = None
+    wait_seconds: float | None = None
+    talk_seconds: float | None = None
+    hangup_cause: int | None = None
+    outcome: str | None = None
+    recording_path: str | None = None
+    voicemail_path: str | None = None
+    variables: dict[str, str] = field(default_factory=dict)
+
+    def summary(self) -> dict[str, Any]:
+        out = asdict(self)
+        for k, v in out.items():
+            if isinstance(v, datetime):
+                out[k] = v.isoformat()
+        return out
+
+
+@dataclass
+class Member:
+    interface: str
+    queue: str
+    name: str = ""
+    status: str = "unknown"
+    paused: bool = False
+    paused_reason: str = ""
+    in_call: bool = False
+    calls_taken: int = 0
+    last_call: float = 0.0
+    wrapup_seconds: int = 0
+
+    def summary(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class QueueState:
+    name: str
+    members: dict[str, Member] = field(default_factory=dict)
+    waiting: dict[str, int] = field(default_factory=dict)    # caller uniqueid → position
+    completed: int = 0
+    abandoned: int = 0
+
+
+class CallCentreState:
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        self.calls: dict[str, LiveCall] = {}      # caller legs, by uniqueid
+        self.channels: dict[str, str] = {}        # every live channel name → its uniqueid
+        self.queues: dict[str, QueueState] = {}
+        self.clock = clock
+        self.events_seen = 0
+        self.unknown_events = 0
+        self._handlers: dict[str, Callable[[Mapping[str, Any]], list[Notice]]] = {
+            "Newchannel": self._newchannel, "VarSet": self._varset, "QueueCallerJoin": self._join,
+            "QueueCallerLeave": self._leave, "QueueCallerAbandon": self._abandon, "AgentCalled": self._agent_called,
+            "AgentConnect": self._agent_connect, "AgentComplete": self._agent_complete,
+            "AgentRingNoAnswer": self._ring_no_answer, "Hangup": self._hangup,
+            "QueueMemberStatus": self._member, "QueueMemberAdded": self._member, "QueueMember": self._member,
+            "QueueMemberPause": self._member, "QueueMemberRemoved": self._member_removed,
+            "QueueParams": self._params, "QueueEntry": self._entry, "CoreShowChannel": self._newchannel,
+            "UserEvent": self._user_event, "Cdr": self._cdr,
+        }
+
+    # ----------------------------------------------------------------------------- entry
+    def apply(self, event: Mapping[str, Any]) -> list[Notice]:
+        self.events_seen += 1
+        handler = self._handlers.get(event.get("Event", ""))
+        if handler is None:
+            self.unknown_events += 1
+            return []
+        return handler(event)
+
+    def queue(self, name: str) -> QueueState:
+        q = self.queues.get(name)
+        if q is None:
+            q = self.queues[name] = QueueState(name)
+        return q
+
+    def begin_resync(self) -> None:
+        """Before replaying QueueStatus/CoreShowChannels: forget what may have changed unseen."""
+        for q in self.queues.values():
+            q.members.clear()
+            q.waiting.clear()
+        self._resync_channels: set[str] = set()
+
+    def end_resync(self) -> list[Notice]:
+        """Calls that ended while we were disconnected: we saw no Hangup for them."""
+        alive = getattr(self, "_resync_channels", set())
+        notices: list[Notice] = []
+        for uid in [u for u in self.calls if u not in alive]:
+            call = self.calls.pop(uid)
+            call.ended_at = call.ended_at or datetime.now(timezone.utc)
+            call.outcome = call.outcome or "lost_track"
+            notices.append(("call.ended", call.summary()))
+        self.channels = {name: uid for name, uid in self.channels.items() if uid in alive}
+        return notices
+
+    # ------------------------------------------------------------------------- channels
+    def _newchannel(self, e: Mapping[str, Any]) -> list[Notice]:
+        uid, linked, name = e.get("Uniqueid"), e.get("Linkedid"), e.get("Channel")
+        if not uid or not name:
+            return []
+        self.channels[name] = uid
+        if hasattr(self, "_resync_channels") and e.get("Event") == "CoreShowChannel":
+            self._resync_channels.add(uid)
+        if linked and linked != uid:
+            return []  # an agent leg or a Local half: part of the caller's call
+        if uid in self.calls:
+            return []
+        call = self.calls[uid] = LiveCall(uid, linked or uid, name, caller=_known(e.get("CallerIDNum")),
+                                         caller_name=_known(e.get("CallerIDName")), dialled=_known(e.get("Exten")),
+                                         started_at=_time(e))
+        return [("call.started", {"uniqueid": uid, "caller": call.caller, "caller_name": call.caller_name,
+                                  "channel": name, "dialled": call.dialled})]
+
+    def _varset(self, e: Mapping[str, Any]) -> list[Notice]:
+        call = self.calls.get(e.get("Uniqueid", ""))
+        if call is None:
+            return []
+        name, value = e.get("Variable", ""), e.get("Value", "")
+        if name == "MIXMONITOR_FILENAME":
+            call.recording_path = value
+            return [("call.recording", {"uniqueid": call.uniqueid, "path": value})]
+        if name.startswith("HOTLINE_"):
+            call.variables[name] = value
+        return []
+
+    def _hangup(self, e: Mapping[str, Any]) -> list[Notice]:
+        uid = e.get("Uniqueid", "")
+        self.channels.pop(e.get("Channel", ""), None)
+        call = self.calls.pop(uid, None)
+        if call is None:
+            return []
+        call.ended_at = _time(e)
+        cause = _num(e.get("Cause"))
+        call.hangup_cause = int(cause) if cause is not None else None
+        if call.outcome is None:
+            call.outcome = "answered" if call.answered_at else ("abandoned" if call.queue else "ivr")
+        if call.answered_at and call.talk_seconds is None:
+            call.talk_seconds = (call.ended_at - call.answered_at).total_seconds()
+        for q in self.queues.values():
+            q.waiting.pop(uid, None)
+        return [("call.ended", call.summary())]
+
+    def _cdr(self, e: Mapping[str, Any]) -> list[Notice]:
+        return []  # Hangup carries what we need; a Cdr may come before or after it
+
+    def _user_event(self, e: Mapping[str, Any]) -> list[Notice]:
+        if e.get("UserEvent") != "HotlineVoicemail":
+            return []
+        uid = e.get("Uniqueid", "")
+        call = self.calls.get(uid)
+        if call is not None:
+            call.outcome = "voicemail"
+            call.voicemail_path = e.get("File")
+        return [("call.voicemail", {"uniqueid": uid, "caller": _known(e.get("Caller")), "path": e.get("File")})]
+
+    # ---------------------------------------------------------------------------- queues
+    def _join(self, e: Mapping[str, Any]) -> list[Notice]:
+        uid, qname = e.get("Uniqueid", ""), e.get("Queue", "")
+        position = int(_num(e.get("Position")) or 0)
+        self.queue(qname).waiting[uid] = position
+        call = self.calls.get(uid)
+        if call is not None:
+            call.queue, call.position, call.queued_at = qname, position, _time(e)
+        return [("call.queued", {"uniqueid": uid, "queue": qname, "position": position,
+                                 "caller": _known(e.get("CallerIDNum"))})]
+
+    def _leave(self, e: Mapping[str, Any]) -> list[Notice]:
+        self.queue(e.get("Queue", "")).waiting.pop(e.get("Uniqueid", ""), None)
+        return []
+
+    def _abandon(self, e: Mapping[str, Any]) -> list[Notice]:
+        uid, qname = e.get("Uniqueid", ""), e.get("Queue", "")
+        q = self.queue(qname)
+        q.waiting.pop(uid, None)
+        q.abandoned += 1
+        call = self.calls.get(uid)
+        if call is not None:
+            call.outcome = "abandoned"
+            call.wait_seconds = _num(e.get("HoldTime"))
+        return [("call.abandoned", {"uniqueid": uid, "queue": qname, "wait_seconds": _num(e.get("HoldTime"))})]
+
+    def _agent_called(self, e: Mapping[str, Any]) -> list[Notice]:
+        return [("call.agent_called", {"uniqueid": e.get("Uniqueid"), "queue": e.get("Queue"),
+                                       "agent": e.get("MemberName") or e.get("Interface"),
+                                       "interface": e.get("Interface"), "caller": _known(e.get("CallerIDNum"))})]
+
+    def _ring_no_answer(self, e: Mapping[str, Any]) -> list[Notice]:
+        return [("call.agent_no_answer", {"uniqueid": e.get("Uniqueid"), "interface": e.get("Interface"),
+                                          "ring_seconds": _num(e.get("RingTime"), 1000.0)})]
+
+    def _agent_connect(self, e: Mapping[str, Any]) -> list[Notice]:
+        uid = e.get("Uniqueid", "")
+        call = self.calls.get(uid)
+        data = {"uniqueid": uid, "queue": e.get("Queue"), "agent": e.get("MemberName") or e.get("Interface"),
+                "interface": e.get("Interface"), "caller": _known(e.get("CallerIDNum")),
+                "caller_name": _known(e.get("CallerIDName")), "wait_seconds": _num(e.get("HoldTime")),
+                "ring_seconds": _num(e.get("RingTime"))}
+        if call is not None:
+            call.answered_at = _time(e)
+            call.agent, call.agent_channel = data["agent"], e.get("DestChannel")
+            call.wait_seconds = data["wait_seconds"]
+            call.outcome = "answered"
+            data["ivr"] = dict(call.variables)
+        return [("call.agent_connect", data)]
+
+    def _agent_complete(self, e: Mapping[str, Any]) -> list[Notice]:
+        uid = e.get("Uniqueid", "")
+        self.queue(e.get("Queue", "")).completed += 1
+        call = self.calls.get(uid)
+        if call is not None:
+            call.talk_seconds = _num(e.get("TalkTime"))
+        return [("call.agent_complete", {"uniqueid": uid, "agent": e.get("MemberName") or e.get("Interface"),
+                                         "talk_seconds": _num(e.get("TalkTime")), "reason": e.get("Reason")})]
+
+    def _member(self, e: Mapping[str, Any]) -> list[Notice]:
+        qname = e.get("Queue", "")
+        interface = e.get("Interface") or e.get("Location") or ""
+        if not qname or not interface:
+            return []
+        q = self.queue(qname)
+        m = q.members.get(interface) or Member(interface, qname)
+        q.members[interface] = m
+        m.name = e.get("MemberName") or e.get("Name") or m.name
+        if "Status" in e:
+            m.status = MEMBER_STATUS.get(str(e.get("Status")), "unknown")
+        if "Paused" in e:
+            m.paused = str(e.get("Paused")) == "1"
+            m.paused_reason = e.get("PausedReason", "") if m.paused else ""
+        if "InCall" in e:
+            m.in_call = str(e.get("InCall")) == "1"
+        m.calls_taken = int(_num(e.get("CallsTaken")) or m.calls_taken)
+        m.last_call = _num(e.get("LastCall")) or m.last_call
+        m.wrapup_seconds = int(_num(e.get("Wrapuptime")) or m.wrapup_seconds)
+        if e.get("Event") == "QueueMember":
+            return []  # a resync list item; the resync publishes once at its end
+        return [("queue.member", m.summary())]
+
+    def _member_removed(self, e: Mapping[str, Any]) -> list[Notice]:
+        q = self.queue(e.get("Queue", ""))
+        m = q.members.pop(e.get("Interface", ""), None)
+        return [("queue.member_removed", {"queue": q.name, "interface": e.get("Interface"),
+                                          "name": m.name if m else e.get("MemberName")})]
+
+    def _params(self, e: Mapping[str, Any]) -> list[Notice]:
+        q = self.queue(e.get("Queue", ""))
+        q.completed = int(_num(e.get("Completed")) or 0)
+        q.abandoned = int(_num(e.get("Abandoned")) or 0)
+        return []
+
+    def _entry(self, e: Mapping[str, Any]) -> list[Notice]:
+        self.queue(e.get("Queue", "")).waiting[e.get("Uniqueid", "")] = int(_num(e.get("Position")) or 0)
+        return []
+
+    # -------------------------------------------------------------------------- readouts
+    def wallboard(self) -> dict[str, Any]:
+        return {"queues": {name: {"waiting": len(q.waiting), "completed": q.completed, "abandoned": q.abandoned,
+                                  "members": [m.summary() for m in q.members.values()]}
+                           for name, q in sorted(self.queues.items())},
+                "calls": len(self.calls)}

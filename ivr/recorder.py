@@ -1,0 +1,84 @@
+"""Call records from the AMI side: bus notices → rows in `calls` (see case_bridge.calls).
+
+Runs as a bus subscriber so that the AMI reader never waits for the database; each write
+runs in a worker thread.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import datetime
+from typing import Any
+
+from case_bridge.calls import RecordingRejected, record_call, recording_facts
+from hotline.bus import BusEvent, EventBus
+from hotline.db import Database
+from hotline.phone import InvalidPhoneNumber, normalise
+from hotline.settings import Settings
+
+log = logging.getLogger(__name__)
+
+TIMES = ("started_at", "queued_at", "answered_at", "ended_at")
+
+
+class CallRecorder:
+    def __init__(self, settings: Settings, db: Database) -> None:
+        self.settings = settings
+        self.db = db
+        self.written = 0
+
+    def attach(self, bus: EventBus) -> None:
+        for topic in ("call.started", "call.agent_connect", "call.ended", "call.voicemail"):
+            bus.subscribe(topic, self.on_event)
+
+    async def on_event(self, event: BusEvent) -> None:
+        fields = self.fields(event.topic, event.data)
+        if fields is None:
+            return
+        uniqueid, ivr, values = fields
+        try:
+            await asyncio.to_thread(self._write, uniqueid, ivr, values)
+        except Exception:
+            log.exception("call %s: %s not recorded", uniqueid, event.topic)
+
+    def fields(self, topic: str, data: dict[str, Any]) -> tuple[str, dict | None, dict[str, Any]] | None:
+        uid = data.get("uniqueid")
+        if not uid:
+            return None
+        if topic == "call.started":
+            return uid, None, {"channel": data.get("channel"), "caller": self.number(data.get("caller")),
+                               "caller_name": data.get("caller_name"), "dialled": data.get("dialled")}
+        if topic == "call.agent_connect":
+            return uid, None, {"agent": data.get("agent"), "queue": data.get("queue"),
+                               "wait_seconds": data.get("wait_seconds")}
+        if topic == "call.voicemail":
+            return uid, {"voicemail": data.get("path")}, {"outcome": "voicemail"}
+        values = {k: data.get(k) for k in ("linkedid", "channel", "caller_name", "dialled", "queue", "agent",
+                                           "wait_seconds", "talk_seconds", "hangup_cause", "outcome")}
+        values["caller"] = self.number(data.get("caller"))
+        for k in TIMES:
+            values[k] = datetime.fromisoformat(data[k]) if data.get(k) else None
+        if data.get("recording_path"):
+            values.update(self.recording(uid, data["recording_path"]))
+        return uid, ({"voicemail": data["voicemail_path"]} if data.get("voicemail_path") else None), values
+
+    def recording(self, uid: str, path: str) -> dict[str, Any]:
+        try:
+            relative, size, seconds = recording_facts(path, self.settings.asterisk_spool_dir)
+        except RecordingRejected as exc:
+            log.error("call %s: %s", uid, exc)
+            return {}
+        return {"recording_path": relative, "recording_bytes": size, "recording_seconds": seconds}
+
+    def number(self, raw: str | None) -> str | None:
+        if not raw:
+            return None
+        try:
+            return normalise(raw, self.settings.phone_region).e164
+        except InvalidPhoneNumber:
+            return raw[:40]
+
+    def _write(self, uniqueid: str, ivr: dict | None, values: dict[str, Any]) -> None:
+        with self.db.session() as s:
+            record_call(s, uniqueid, ivr=ivr, **values)
+        self.written += 1

@@ -1,0 +1,78 @@
+"""Telephony as a running service: the FastAGI server, the AMI link and the call recorder.
+
+`hotline run` starts all of it beside the web app in one asyncio process; `hotline agi` and
+`hotline ami` start one side each for sites that run them apart.
+"""
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+from typing import Any
+
+from case_bridge import CaseCore
+from hotline.bus import EventBus, InProcessBus
+from hotline.db import Database
+from hotline.settings import Settings
+from ivr import flows
+from ivr.agi import AGIServer
+from ivr.ami import AMIClient
+from ivr.prompts import load_catalogue
+from ivr.recorder import CallRecorder
+from ivr.services import IVRServices
+
+log = logging.getLogger(__name__)
+
+
+def build_agi_server(settings: Settings, db: Database, core: CaseCore, bus: EventBus | None = None) -> AGIServer:
+    """The FastAGI application with the product's flows on their routes."""
+    services = IVRServices(settings, db, core, bus, catalogue=load_catalogue())
+    server = AGIServer(header_timeout=settings.agi_header_timeout_seconds,
+                       command_timeout=settings.agi_command_timeout_seconds)
+    for name in flows.AGI_ROUTES:
+        server.add_route(name, functools.partial(getattr(flows, name), svc=services))
+    return server
+
+
+class Telephony:
+    def __init__(self, settings: Settings, db: Database, bus: EventBus | None = None, core: CaseCore | None = None,
+                 agi: bool = True, ami: bool = True) -> None:
+        self.settings = settings
+        self.db = db
+        self.bus = bus or InProcessBus()
+        self.core = core or CaseCore(settings)
+        self.agi = build_agi_server(settings, db, self.core, self.bus) if agi else None
+        self.ami = AMIClient(settings.ami_host, settings.ami_port, settings.ami_username, settings.ami_secret,
+                             bus=self.bus, ping_seconds=settings.ami_ping_seconds,
+                             ping_timeout=settings.ami_ping_timeout_seconds,
+                             reconnect_max=settings.ami_reconnect_max_seconds) if ami else None
+        self.recorder = CallRecorder(settings, db)
+        self._server: asyncio.AbstractServer | None = None
+        self._ami_task: asyncio.Task | None = None
+
+    async def start(self) -> None:
+        if self.agi is not None:
+            self._server = await self.agi.start(self.settings.agi_host, self.settings.agi_port)
+            log.info("FastAGI listening on %s:%s (routes: %s)", self.settings.agi_host, self.settings.agi_port,
+                     ", ".join(self.agi.routes))
+        if self.ami is not None:
+            self.recorder.attach(self.bus)
+            self._ami_task = asyncio.create_task(self.ami.run(), name="ami")
+
+    async def stop(self) -> None:
+        if self.ami is not None:
+            await self.ami.stop()
+            if self._ami_task is not None:
+                await asyncio.gather(self._ami_task, return_exceptions=True)
+        if self.agi is not None and self._server is not None:
+            await self.agi.close(self._server)
+
+    def status(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        if self.agi is not None:
+            out["agi"] = {"listening": f"{self.settings.agi_host}:{self.settings.agi_port}",
+                          "sessions": self.agi.sessions, "active": len(self.agi.active), "rejected": self.agi.rejected}
+        if self.ami is not None:
+            out["ami"] = {"status": self.ami.status, "error": self.ami.last_error, "connects": self.ami.connects,
+                          "events": self.ami.state.events_seen}
+        return out
