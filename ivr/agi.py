@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 MAX_HEADER_BYTES = 16 * 1024       # a real environment is about 600 bytes
 MAX_REPLY_LINES = 200              # a 520 usage text is a dozen lines
 HEADER_LINE = re.compile(r"^(agi_[a-z0-9_]{1,40}): ?(.*)$")
-REPLY = re.compile(r"^(?P<code>\d{3}) result=(?P<result>-?[0-9*#A-D]*)(?: \((?P<data>.*?)\))?(?: endpos=(?P<endpos>-?\d+))?\s*$")
+REPLY = re.compile(r"^(?P<code>\d{3}) result=(?P<result>-?[0-9*#A-D]*)(?: \((?P<data>.*?)\))?(?: endpos=(?P<endpos>-?\d+))?\s*$", re.ASCII)
 # commands whose result=-1 may mean the caller hung up (the HANGUP line then follows)
 MEDIA_COMMANDS = ("STREAM FILE", "GET DATA", "WAIT FOR DIGIT", "EXEC", "SAY ", "CONTROL STREAM FILE", "GET OPTION")
 HANGUP_GRACE_SECONDS = 0.2
@@ -65,7 +65,7 @@ def parse_reply(line: str) -> AGIReply:
         return AGIReply(int(m.group("code")), m.group("result"), m.group("data"),
                         int(endpos) if endpos is not None else None, line)
     code = line[:3]
-    if code.isdigit():  # 510 Invalid or unknown command, 511 dead channel, 520 usage
+    if re.fullmatch(r"[0-9]{3}", code):  # 510 Invalid or unknown command, 511 dead channel, 520 usage
         return AGIReply(int(code), "", line[4:], None, line)
     raise AGIError(f"unreadable AGI reply {line[:120]!r}")
 
