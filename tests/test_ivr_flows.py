@@ -1,0 +1,217 @@
+"""The inbound and survey call flows, driven over a real socket by the Asterisk-side peer."""
+from __future__ import annotations
+
+import functools
+from pathlib import PurePath
+
+import pytest
+from sqlalchemy import select
+
+from case_bridge import ActionIn, Case, NewCase, seed_units
+from case_bridge.models import Call, CaseEvent
+from ivr import flows
+from ivr.agi import AGIServer
+from ivr.agi_peer import AGIPeer
+from ivr.prompts import load_catalogue
+from ivr.services import IVRServices
+
+CALLER = "13800138000"
+
+
+@pytest.fixture
+async def line(settings, db, core):
+    """Our FastAGI server with the product's flows, on an ephemeral port; yields a call() helper."""
+    with db.session() as s:
+        seed_units(s)
+    svc = IVRServices(settings, db, core, catalogue=load_catalogue())
+    server = AGIServer()
+    for name in flows.AGI_ROUTES:
+        server.add_route(name, functools.partial(getattr(flows, name), svc=svc))
+    srv = await server.start("127.0.0.1", 0)
+    port = srv.sockets[0].getsockname()[1]
+    counter = iter(range(1, 10_000))
+
+    async def call(keys=(), script="inbound", caller=CALLER, **kw):
+        kw.setdefault("uniqueid", f"1795240673.{next(counter)}")
+        return await AGIPeer("127.0.0.1", port, script, caller=caller, keys=list(keys), **kw).run()
+    call.server = server
+    yield call
+    await server.close(srv)
+
+
+def prompts(result) -> list[str]:
+    return [PurePath(p).name for p in result.played]
+
+
+def new_case(db, core, caller=CALLER, **kw):
+    with db.session() as s:
+        case = core.create_case(s, NewCase(description="井盖缺失", caller_phone=caller, category_key="C0102",
+                                           address_text="福田区华强北路", **kw)).case
+        return case.number
+
+
+def stored_call(db, uniqueid) -> Call:
+    with db.session() as s:
+        call = s.scalar(select(Call).where(Call.uniqueid == uniqueid))
+        s.expunge(call)
+        return call
+
+
+async def test_report_goes_to_the_city_queue_and_is_recorded(line, db):
+    result = await line(["1"], uniqueid="u-report")
+    assert result.variables["HOTLINE_INTENT"] == "report"
+    assert result.variables["HOTLINE_QUEUE"] == "city"
+    assert prompts(result)[:2] == ["welcome", "menu"] and prompts(result)[-1] == "transfer_agent"
+    call = stored_call(db, "u-report")
+    assert (call.intent, call.queue, call.caller, call.direction) == ("report", "city", "+8613800138000", "in")
+    assert call.ivr["keys"] == ["menu:1"]
+
+
+@pytest.mark.parametrize("keys,intent", [(["3"], "consult"), (["0"], "agent"), ([], "agent"),
+                                         (["9", "*", "7"], "agent"), (["9", "2", "#"], "progress_then_done")])
+async def test_menu_choices_silence_and_wrong_keys(line, keys, intent):
+    result = await line(keys)
+    if intent == "progress_then_done":
+        assert prompts(result).count("invalid") == 1 and "progress_enter" in prompts(result)
+        assert result.variables["HOTLINE_INTENT"] == "done"
+    else:
+        assert result.variables["HOTLINE_INTENT"] == intent
+    if keys == ["9", "*", "7"]:
+        assert prompts(result).count("menu") == 3 and prompts(result).count("invalid") == 2
+
+
+async def test_progress_by_case_digits_reads_the_state(line, db, core):
+    number = new_case(db, core)
+    result = await line(["2", number[1:] + "#", ""], uniqueid="u-progress")
+    played = prompts(result)
+    assert "open_cases" in played                       # told before the menu
+    assert played[played.index("case_number") + 1:][:len(number) - 1] == [f"digit_{d}" for d in number[1:]]
+    with db.session() as s:
+        state = s.scalar(select(Case.state).where(Case.number == number))
+    assert f"state_{state}" in played
+    assert result.variables["HOTLINE_INTENT"] == "done" and result.variables["HOTLINE_CASE"] == number
+    assert stored_call(db, "u-progress").asked_case == number
+
+
+async def test_hash_hears_the_latest_case_and_zero_reaches_an_agent(line, db, core):
+    new_case(db, core)
+    latest = new_case(db, core)
+    result = await line(["2", "#", "0"])
+    assert result.variables["HOTLINE_CASE"] == latest
+    assert result.variables["HOTLINE_INTENT"] == "agent" and result.variables["HOTLINE_QUEUE"] == "city"
+
+
+async def test_someone_elses_case_sounds_exactly_like_no_such_case(line, db, core):
+    theirs = new_case(db, core, caller="13900139000")
+    other = await line(["2", theirs[1:] + "#", ""])
+    missing = await line(["2", "9" * 16 + "#", ""])
+    assert prompts(other) == prompts(missing)
+    assert "progress_not_found" in prompts(other)
+    assert not [p for p in prompts(other) if p.startswith(("state_", "digit_"))]
+    assert other.variables["HOTLINE_CASE"] == ""
+
+
+async def test_no_cases_and_anonymous_callers(line):
+    none = await line(["2", "#", ""])
+    assert "progress_none" in prompts(none)
+    anonymous = await line(["2", "#", ""], caller="anonymous")
+    assert "progress_none" in prompts(anonymous) and "open_cases" not in prompts(anonymous)
+
+
+async def test_district_choice_by_key(settings, db, core):
+    settings.ivr_district_menu = ["440303", "440304", "440305"]
+    with db.session() as s:
+        seed_units(s)
+    svc = IVRServices(settings, db, core, catalogue=load_catalogue())
+    server = AGIServer()
+    server.add_route("inbound", functools.partial(flows.inbound, svc=svc))
+    srv = await server.start("127.0.0.1", 0)
+    port = srv.sockets[0].getsockname()[1]
+    try:
+        chosen = await AGIPeer("127.0.0.1", port, keys=["1", "2"], uniqueid="u-d").run()
+        unsure = await AGIPeer("127.0.0.1", port, keys=["1", "#"], uniqueid="u-d2").run()
+    finally:
+        await server.close(srv)
+    assert chosen.variables["HOTLINE_QUEUE"] == "district-440304"
+    assert chosen.variables["HOTLINE_DISTRICT"] == "440304"
+    assert ["district_440303", "press", "digit_1"] == prompts(chosen)[prompts(chosen).index("district_menu") + 1:][:3]
+    assert unsure.variables["HOTLINE_QUEUE"] == "city" and unsure.variables["HOTLINE_DISTRICT"] == ""
+    assert stored_call(db, "u-d").district_code == "440304"
+
+
+@pytest.mark.parametrize("idle", [False, True])
+async def test_a_caller_hanging_up_midway_keeps_what_was_learned(line, db, idle):
+    result = await line(["2"], uniqueid="u-hang", hangup_after=3, hangup_while_idle=idle)
+    assert result.hung_up
+    assert "HOTLINE_INTENT" not in result.variables       # the flow stopped at the hangup
+    call = stored_call(db, "u-hang")
+    assert call.intent == "progress" and call.ivr["keys"] == ["menu:2"]
+    again = await line(["1"])                              # the server is fine
+    assert again.variables["HOTLINE_INTENT"] == "report"
+    assert line.server.sessions == 2
+
+
+async def test_the_case_created_from_a_call_is_linked_to_it(line, db, core):
+    await line(["1"], uniqueid="1795240999.7")
+    with db.session() as s:
+        case = core.create_case(s, NewCase(description="占道经营", caller_phone=CALLER, channel="phone", category_key="E0101",
+                                           idempotency_key="1795240999.7")).case
+        case_id = case.id
+    assert stored_call(db, "1795240999.7").case_id == case_id
+
+
+def closed_case(db, core, people, caller=CALLER) -> str:
+    number = new_case(db, core, caller=caller)
+    steps = [("dispatch", "disp1"), ("accept", "futian1"), ("report_result", "futian1"), ("verify", "disp1"),
+             ("close", "disp1")]
+    with db.session() as s:
+        case = s.scalar(select(Case).where(Case.number == number))
+        for action, who in steps:
+            if action != "dispatch" or case.state == "filed":
+                core.apply_action(s, case, action, people[who], ActionIn(note="ok"))
+        assert case.state == "closed"
+    return number
+
+
+@pytest.fixture
+def closeable(db, core, people):
+    """Cases go through the workflow with seeded units and users."""
+    return lambda caller=CALLER: closed_case(db, core, people, caller)
+
+
+def survey_vars(number):
+    return {"HOTLINE_CASE": number, "HOTLINE_SURVEY_KEY": f"survey:{number}"}
+
+
+@pytest.mark.parametrize("keys,answer,reopen", [(["1"], "满意", False), (["3"], "不满意", True),
+                                                (["7", "2"], "基本满意", False), (["", "2"], "基本满意", False)])
+async def test_survey_records_the_answer(line, db, closeable, keys, answer, reopen):
+    number = closeable()
+    result = await line(keys, script="survey", variables=survey_vars(number), uniqueid="s-1")
+    with db.session() as s:
+        case = s.scalar(select(Case).where(Case.number == number))
+        assert (case.satisfaction, case.reopen_requested, case.state) == (answer, reopen, "surveyed")
+    assert prompts(result)[-1] == ("survey_reopen" if reopen else "survey_thanks")
+    assert prompts(result)[:2] == ["survey_intro", "case_number"]
+    assert stored_call(db, "s-1").direction == "survey"
+
+
+@pytest.mark.parametrize("keys,hangup_after", [(["8", "9"], None), ([], None), (["1"], 3)])
+async def test_survey_without_a_valid_answer_records_nothing(line, db, closeable, keys, hangup_after):
+    number = closeable()
+    result = await line(keys, script="survey", variables=survey_vars(number), hangup_after=hangup_after)
+    with db.session() as s:
+        case = s.scalar(select(Case).where(Case.number == number))
+        assert case.satisfaction is None and case.state == "closed"
+    if hangup_after is None:
+        assert prompts(result).count("survey_question") == 2   # asked once more, then goodbye
+        assert prompts(result)[-1] == "goodbye"
+
+
+async def test_survey_for_a_case_not_awaiting_one(line, db, core):
+    number = new_case(db, core)
+    result = await line(["1"], script="survey", variables=survey_vars(number))
+    assert prompts(result) == ["goodbye"]
+    with db.session() as s:
+        assert s.scalar(select(Case.satisfaction).where(Case.number == number)) is None
+        assert not s.scalars(select(CaseEvent).where(CaseEvent.action == "record_satisfaction")).all()
