@@ -122,6 +122,21 @@ def cmd_ami(args) -> None:
     asyncio.run(_serve(get_settings(), web=False, agi=False, ami=True))
 
 
+def cmd_asterisk_config(args) -> None:
+    from asterisk_conf import ConfigError, agent_sip_password, config_warnings, write_config
+    settings = get_settings()
+    try:
+        paths = write_config(settings, args.out, queues=args.queue)
+    except ConfigError as exc:
+        sys.exit(f"asterisk configuration not written: {exc}")
+    for warning in config_warnings(settings):
+        print(f"warning: {warning}", file=sys.stderr)
+    print(f"wrote {', '.join(p.name for p in paths)} to {args.out}")
+    if args.agent_passwords:
+        for ext in settings.agent_extensions:
+            print(f"  agent {ext}: SIP user {ext}, password {agent_sip_password(settings.agent_sip_secret, ext)}")
+
+
 def cmd_simulate_call(args) -> None:
     """Drive our FastAGI server as Asterisk would (the tests' peer), printing what the caller hears."""
     from ivr.simulate import simulate_call
@@ -361,6 +376,13 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--column", action="append", help="address column(s) to evaluate (default: address)")
     ev.add_argument("--threshold", type=float)
     ev.set_defaults(fn=cmd_routing_eval)
+    ast = sub.add_parser("asterisk-config", help="write the Asterisk configuration (pjsip, extensions, queues, "
+                                                 "manager, musiconhold, modules) rendered from the settings")
+    ast.add_argument("--out", type=Path, required=True, help="folder for the .conf files (e.g. /etc/asterisk)")
+    ast.add_argument("--queue", action="append", help="an extra queue to define besides the city and district "
+                                                      "queues (repeatable)")
+    ast.add_argument("--agent-passwords", action="store_true", help="also print each agent extension's SIP password")
+    ast.set_defaults(fn=cmd_asterisk_config)
     return p
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -59,7 +60,7 @@ class IVRServices:
         """The path (without extension) Asterisk plays for a catalogue prompt."""
         if self.catalogue is not None and prompt_id not in self.catalogue:
             raise KeyError(f"prompt {prompt_id!r} is not in the prompt catalogue")
-        return str(self.settings.prompts_dir / prompt_id)
+        return os.path.abspath(self.settings.prompts_dir / prompt_id)  # Asterisk resolves relative paths elsewhere
 
     def district_queue(self, district_code: str) -> str:
         target = self.core.router.rules.route(district_code).transfer_target or ""
