@@ -102,7 +102,7 @@ async def _serve(settings, web: bool, agi: bool, ami: bool) -> None:
             app = create_app(settings, db=db, bus=bus)
             app.state.telephony = telephony
             config = uvicorn.Config(app, host=settings.web_host, port=settings.web_port, log_level="info")
-            await uvicorn.Server(config).serve()
+            await _uvicorn_server_class()(config).serve()
         else:
             stop = asyncio.Event()
             loop = asyncio.get_running_loop()
@@ -114,12 +114,46 @@ async def _serve(settings, web: bool, agi: bool, ami: bool) -> None:
             await telephony.stop()
 
 
+def _uvicorn_server_class():
+    import contextlib
+
+    import uvicorn
+
+    class QuietServer(uvicorn.Server):
+        """uvicorn re-raises Ctrl-C after its own shutdown, which would cut telephony's shutdown short."""
+
+        @contextlib.contextmanager
+        def capture_signals(self):
+            with super().capture_signals():
+                try:
+                    yield
+                finally:
+                    self._captured_signals.clear()
+    return QuietServer
+
+
 def cmd_agi(args) -> None:
     asyncio.run(_serve(get_settings(), web=False, agi=True, ami=False))
 
 
 def cmd_ami(args) -> None:
     asyncio.run(_serve(get_settings(), web=False, agi=False, ami=True))
+
+
+def cmd_prompts_build(args) -> None:
+    from tqdm import tqdm
+
+    from ivr.prompts import PromptError, build_prompts
+    settings = get_settings()
+    bar = lambda items, total, label: tqdm(items, total=total, desc=label, unit=" prompts")  # noqa: E731
+    try:
+        report = build_prompts(settings, force=args.force, progress=bar)
+    except PromptError as exc:
+        sys.exit(f"prompts not built: {exc}")
+    print(report.summary())
+    print(f"prompt files: {settings.prompts_dir}")
+    if not report.ok:
+        sys.exit(1)
 
 
 def cmd_asterisk_config(args) -> None:
@@ -376,6 +410,11 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--column", action="append", help="address column(s) to evaluate (default: address)")
     ev.add_argument("--threshold", type=float)
     ev.set_defaults(fn=cmd_routing_eval)
+    pr = sub.add_parser("prompts", help="the IVR prompt files").add_subparsers(dest="prompts_cmd", required=True)
+    pb = pr.add_parser("build", help="synthesise the prompt catalogue (espeak-ng), or convert studio recordings, "
+                                     "to 8 kHz mono WAV in prompts_dir")
+    pb.add_argument("--force", action="store_true", help="rebuild prompts that are up to date too")
+    pb.set_defaults(fn=cmd_prompts_build)
     ast = sub.add_parser("asterisk-config", help="write the Asterisk configuration (pjsip, extensions, queues, "
                                                  "manager, musiconhold, modules) rendered from the settings")
     ast.add_argument("--out", type=Path, required=True, help="folder for the .conf files (e.g. /etc/asterisk)")

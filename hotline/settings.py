@@ -162,8 +162,8 @@ class Settings(BaseSettings):
             if not re.fullmatch(r"\d{3,8}", ext):
                 raise ValueError(f"agent extension {ext!r} must be 3 to 8 digits")
         for code in self.ivr_district_menu:
-            if not re.fullmatch(r"\d{6}|[a-z][a-z0-9_-]{0,31}", code):
-                raise ValueError(f"ivr_district_menu entry {code!r} must be a district code")
+            if not re.fullmatch(r"\d{6}", code):
+                raise ValueError(f"ivr_district_menu entry {code!r} must be a 6-digit district code")
         if "{number}" not in self.survey_dial:
             raise ValueError("survey_dial must contain {number}")
         if self.callback_hours_end <= self.callback_hours_start:

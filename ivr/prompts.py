@@ -138,9 +138,13 @@ def packaged_catalogue_path() -> Path:
 
 def configured_districts(settings: Settings | None = None) -> dict[str, str]:
     """District code → name for the gazetteer the settings name (Shenzhen unless configured otherwise)."""
+    import routing
     from case_bridge.placement import load_settings_gazetteer
     from hotline.settings import get_settings
-    gz = load_settings_gazetteer(settings or get_settings())
+    try:
+        gz = load_settings_gazetteer(settings or get_settings())
+    except (routing.GazetteerError, routing.DivisionError, OSError) as exc:
+        raise PromptError(f"district prompts: the configured gazetteer cannot be read: {exc}") from None
     return {code: gz.name_of(code) for code in gz.district_codes}
 
 
@@ -414,7 +418,8 @@ def build_prompts(settings: Settings, catalogue: Catalogue | None = None, force:
                 except PromptError as exc:
                     report.errors[prompt.id] = str(exc)
                     manifest.pop(prompt.id, None)
-                except Exception as exc:  # one prompt's surprise must not lose the others' manifest entries
+                # one prompt's surprise must not cost the others their manifest entries
+                except Exception as exc:  # noqa: BLE001
                     report.errors[prompt.id] = f"{exc.__class__.__name__}: {exc}"
                     manifest.pop(prompt.id, None)
                 else:

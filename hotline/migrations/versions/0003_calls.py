@@ -39,7 +39,7 @@ def upgrade() -> None:
         sa.Column("hangup_cause", sa.Integer(), nullable=True),
         sa.Column("outcome", sa.String(16), nullable=True),
         sa.Column("recording_path", sa.String(300), nullable=True),
-        sa.Column("recording_bytes", sa.BigInteger(), nullable=True),
+        sa.Column("recording_bytes", sa.Integer(), nullable=True),
         sa.Column("recording_seconds", sa.Double(), nullable=True),
         sa.Column("case_id", sa.Integer(), sa.ForeignKey("cases.id"), nullable=True, index=True),
         sa.Column("ivr", sa.JSON(), nullable=False),
