@@ -221,6 +221,7 @@ class AMIClient(Manager):
         self.protocol: AMIProtocol | None = None
         self._replay: dict[tuple[str, str, str], dict[str, Any]] = {}
         self._lost: asyncio.Event | None = None
+        self._stop_requested: asyncio.Event | None = None
         self._stopping = False
         self._pending_notices: list[Notice] = []
         self._publisher: asyncio.Task | None = None
@@ -230,6 +231,7 @@ class AMIClient(Manager):
     async def run(self) -> None:
         """Connect, log in, resync, and stay up; back off and retry while Asterisk is away."""
         delay = 0.5
+        self._stop_requested = asyncio.Event()
         while not self._stopping:
             try:
                 await self.connect_once()
@@ -244,8 +246,10 @@ class AMIClient(Manager):
                 self._drop()
             if self._stopping:
                 break
-            await asyncio.sleep(delay * (0.8 + 0.4 * random.random()))
-            delay = min(delay * 2, self.reconnect_max)
+            try:  # back off, but wake at once for stop()
+                await asyncio.wait_for(self._stop_requested.wait(), delay * (0.8 + 0.4 * random.random()))
+            except asyncio.TimeoutError:
+                delay = min(delay * 2, self.reconnect_max)
         self._set_status("stopped", "")
 
     async def connect_once(self, resync: bool = True) -> None:
@@ -298,6 +302,8 @@ class AMIClient(Manager):
 
     async def stop(self) -> None:
         self._stopping = True
+        if self._stop_requested is not None:
+            self._stop_requested.set()
         if self.protocol is not None and not self.protocol.closed:
             try:
                 await self.send({"Action": "Logoff"}, timeout=2)

@@ -1,0 +1,286 @@
+"""The AMI client against the fake Asterisk (recorded Asterisk 22 behaviour), over real sockets."""
+from __future__ import annotations
+
+import asyncio
+import wave
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings as hsettings, strategies as st
+from sqlalchemy import select
+
+from case_bridge.models import Call
+from hotline.bus import InProcessBus
+from ivr.ami import AMIClient, AMIDisconnected, AMINotConnected, AMIProtocol, parse_message
+from ivr.recorder import CallRecorder
+from tests.support import transcripts
+from tests.support.fake_ami import FakeAMI, replay_plan
+
+
+class Collected:
+    def __init__(self, bus: InProcessBus) -> None:
+        self.notices: list[tuple[str, dict]] = []
+        bus.subscribe("*", self.on)
+
+    async def on(self, event) -> None:
+        self.notices.append((event.topic, event.data))
+
+    def topics(self) -> list[str]:
+        return [t for t, _ in self.notices]
+
+    def of(self, topic: str) -> list[dict]:
+        return [d for t, d in self.notices if t == topic]
+
+
+async def until(predicate, timeout: float = 5.0, what: str = "condition") -> None:
+    for _ in range(int(timeout / 0.01)):
+        if predicate():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.fixture
+async def pbx():
+    fake = await FakeAMI.start(auth_delay=0.2)
+    fake.queues = {"city": {"members": [
+        {"Interface": "PJSIP/1001", "Name": "1001", "Status": "1", "Paused": "1", "PausedReason": "培训"},
+        {"Interface": "PJSIP/1002", "Name": "1002", "Status": "2", "InCall": "1"}]}}
+    yield fake
+    await fake.stop()
+
+
+@pytest.fixture
+async def link(pbx):
+    """A running client (the `run` loop) with a bus recording every notice."""
+    bus = InProcessBus()
+    seen = Collected(bus)
+    client = AMIClient("127.0.0.1", pbx.port, "hotline", "hotline-secret", bus=bus, ping_seconds=30,
+                       reconnect_max=0.2)
+    task = asyncio.create_task(client.run())
+    await until(lambda: client.status == "connected", what="login")
+    client.seen = seen
+    yield client
+    await client.stop()
+    await asyncio.wait_for(task, 5)
+
+
+async def test_login_then_resync_from_queue_status_and_channels(pbx, link):
+    members = link.state.queues["city"].members
+    assert members["PJSIP/1001"].paused and members["PJSIP/1001"].paused_reason == "培训"
+    assert members["PJSIP/1002"].status == "in_use" and members["PJSIP/1002"].in_call
+    assert [a["Action"] for a in pbx.actions][:3] == ["Login", "QueueStatus", "CoreShowChannels"]
+    await until(lambda: "pbx.resync" in link.seen.topics())
+    assert ("pbx.status", {"status": "connected", "error": ""}) in link.seen.notices
+
+
+async def test_a_wrong_secret_is_reported_as_such():
+    fake = await FakeAMI.start(secret="right", auth_delay=0.1)
+    client = AMIClient("127.0.0.1", fake.port, "hotline", "wrong", reconnect_max=5)
+    task = asyncio.create_task(client.run())
+    try:
+        await until(lambda: client.status == "auth_failed", what="auth failure")
+        assert "refused" in client.last_error and "Authentication failed" in client.last_error
+    finally:
+        await client.stop()
+        await asyncio.wait_for(task, 5)
+        await fake.stop()
+
+
+async def test_pbx_away_is_reported_unreachable_and_retried():
+    fake = await FakeAMI.start()
+    port = fake.port
+    await fake.stop()
+    client = AMIClient("127.0.0.1", port, "hotline", "hotline-secret", reconnect_max=0.1)
+    task = asyncio.create_task(client.run())
+    try:
+        await until(lambda: client.status == "unreachable", what="unreachable")
+        assert "Connect" in client.last_error or "refused" in client.last_error.lower()
+        back = await FakeAMI.start(port=port)
+        try:
+            await until(lambda: client.status == "connected", what="reconnect")
+        finally:
+            await client.stop()
+            await back.stop()
+    finally:
+        await asyncio.wait_for(task, 5)
+
+
+async def test_utf8_split_across_reads_arrives_whole():  # panoramisk 1.4: 张三 → 三
+    fake = await FakeAMI.start(split=5)   # 5-byte writes: many 3-byte characters straddle two reads
+    fake.split_pause = 0.0002
+    names: list[str] = []
+    client = AMIClient("127.0.0.1", fake.port, "hotline", "hotline-secret")
+    client.register_event("UserEvent", lambda manager, event: names.append(event.get("Name", "")))
+    client.register_event("*", lambda manager, event: names.append(event.get("CallerIDName", "")))
+    try:
+        await client.connect_once()
+        await fake.play("ami_utf8")
+        expected = [transcripts.parse_message(m) for m in transcripts.events_from("ami_utf8")]
+        await until(lambda: "张三" in names and len([n for n in names if n == "张三"]) >=
+                    len([e for e in expected if e.get("CallerIDName") == "张三"]), what="UTF-8 names")
+        assert not [n for n in names if n and "\ufffd" in n]
+        assert "三" not in names
+    finally:
+        await client.stop()
+        await fake.stop()
+
+
+async def test_an_answered_queue_call_becomes_a_call_record(pbx, link, db, settings, tmp_path):
+    spool = tmp_path / "spool/monitor"   # the recording's <prefix>/var/spool/asterisk/monitor
+    wav = spool / "2026/11/21/1795240746.0.wav"
+    wav.parent.mkdir(parents=True)
+    with wave.open(str(wav), "wb") as w:
+        w.setnchannels(1), w.setsampwidth(2), w.setframerate(8000), w.writeframes(b"\0\0" * 8000 * 3)
+    settings.asterisk_spool_dir = spool
+    recorder = CallRecorder(settings, db)
+    recorder.attach(link.bus)
+    for _, piece in replay_plan("ami_queue_answered"):
+        await pbx.push(piece.replace(b"<prefix>/var/spool/asterisk/monitor", str(spool).encode()))
+    await until(lambda: link.seen.of("call.ended") and recorder.written >= 3, what="call end")
+    connect = link.seen.of("call.agent_connect")[0]
+    assert (connect["agent"], connect["wait_seconds"], connect["caller"]) == ("1001", 2.0, "13800138000")
+    ended = link.seen.of("call.ended")[0]
+    assert ended["outcome"] == "answered" and ended["hangup_cause"] == 16 and ended["talk_seconds"] == 6.0
+    with db.session() as s:
+        call = s.scalar(select(Call).where(Call.uniqueid == "1795240746.0"))
+        assert (call.outcome, call.queue, call.agent, call.caller) == ("answered", "hotline-12319", "1001",
+                                                                      "+8613800138000")
+        assert call.recording_path == "2026/11/21/1795240746.0.wav"
+        assert call.recording_bytes == wav.stat().st_size and call.recording_seconds == 3.0
+        assert call.answered_at is not None and call.ended_at > call.answered_at
+
+
+async def test_an_abandoned_call(pbx, link):
+    await pbx.play("ami_queue_abandoned")
+    await until(lambda: link.seen.of("call.ended"), what="call end")
+    ended = link.seen.of("call.ended")[0]
+    assert ended["outcome"] == "abandoned" and ended["answered_at"] is None
+    assert link.seen.of("call.abandoned")[0]["wait_seconds"] > 0
+    assert [d["ring_seconds"] for d in link.seen.of("call.agent_no_answer")][0] == 6.0  # ms on the wire
+
+
+async def test_a_failing_handler_does_not_cost_the_other_events(pbx, link):
+    got: list[str] = []
+
+    def broken(manager, event):
+        raise RuntimeError("listener bug")
+    link.register_event("Newchannel", broken)
+    link.register_event("*", lambda m, e: got.append(e.get("Event")))
+    played = sum(p.count(b"\r\n\r\n") for _, p in replay_plan("ami_queue_answered"))
+    await pbx.play("ami_queue_answered")
+    await until(lambda: len(got) >= played, what="all events")
+    assert len(got) == played and link.handler_errors >= 1
+    assert link.connects == 1 and link.status == "connected"
+
+
+async def test_event_names_are_case_sensitive_and_garbage_is_skipped(pbx, link):
+    before = link.state.unknown_events
+    await pbx.push(b"Event: newchannel\r\nChannel: PJSIP/x-1\r\nUniqueid: 9.1\r\nLinkedid: 9.1\r\n\r\n"
+                   b"no colon here at all\r\n\r\n"
+                   b"Event: Newchannel\r\nChannel: PJSIP/y-2\r\nUniqueid: 9.2\r\nLinkedid: 9.2\r\n"
+                   b"Weird header without space:x\r\n\r\n")
+    await until(lambda: "9.2" in link.state.calls, what="the good event")
+    assert "9.1" not in link.state.calls and link.state.unknown_events == before + 1
+    assert link.status == "connected"
+
+
+async def test_originate_is_correlated_by_action_id(pbx, link):
+    pbx.originate_outcome = ["noanswer", "answered", "busy"]
+    pbx.originate_delay = 0.1
+    results = await asyncio.gather(*(link.originate(f"PJSIP/1380013800{n}@trunk", "hotline-survey", ring_seconds=5,
+                                                    action_id=f"survey-{n}") for n in range(3)))
+    assert [r.action_id for r in results] == ["survey-0", "survey-1", "survey-2"]
+    assert sorted(r.outcome for r in results) == ["answered", "failed", "no_answer"]
+    sent = [a for a in pbx.actions if a["Action"] == "Originate"][0]
+    assert sent["Async"] == "true" and sent["Context"] == "hotline-survey"
+
+
+async def test_an_originate_in_flight_when_the_link_drops_is_never_replayed(pbx, link):
+    pbx.originate_delay = 2.0
+    pending = asyncio.create_task(link.originate("PJSIP/13800138000@trunk", "hotline-survey", ring_seconds=5))
+    await pbx.wait_action("Originate")
+    await pbx.drop()
+    with pytest.raises(AMIDisconnected):
+        await pending
+    with pytest.raises(AMINotConnected):  # while down: refused at once, not queued
+        await link.originate("PJSIP/13900139000@trunk", "hotline-survey")
+    await until(lambda: link.connects == 2 and link.status == "connected", what="reconnect")
+    await asyncio.sleep(0.3)
+    assert len([a for a in pbx.actions if a["Action"] == "Originate"]) == 1
+
+
+async def test_agent_state_wishes_made_while_down_are_applied_after_reconnect(pbx, link):
+    await pbx.stop()
+    await until(lambda: link.status == "unreachable", what="down")
+    for paused in (True, False, True):
+        with pytest.raises(AMINotConnected):
+            await link.queue_pause("PJSIP/1001", paused, reason="午休", queue="city")
+    await pbx._listen()
+    await until(lambda: link.status == "connected", what="reconnect")
+    pauses = [a for a in pbx.actions if a["Action"] == "QueuePause"]
+    assert len(pauses) == 1 and pauses[0]["Paused"] == "true" and pauses[0]["Reason"] == "午休"
+
+
+async def test_resync_after_restart_and_dead_link_detection(pbx):
+    client = AMIClient("127.0.0.1", pbx.port, "hotline", "hotline-secret", bus=InProcessBus(), ping_seconds=0.2,
+                       ping_timeout=0.2, reconnect_max=0.2)
+    task = asyncio.create_task(client.run())
+    try:
+        await until(lambda: client.status == "connected", what="login")
+        await pbx.restart(0.3)
+        await until(lambda: client.connects == 2 and client.status == "connected", what="restart")
+        pbx.mute_pings = True
+        await until(lambda: "Ping" in client.last_error or client.connects >= 3, what="dead link", timeout=5)
+        pbx.mute_pings = False
+        await until(lambda: client.connects >= 3 and client.status == "connected", what="reconnect")
+        assert len([a for a in pbx.actions if a["Action"] == "QueueStatus"]) >= 3  # a resync per login
+    finally:
+        await client.stop()
+        await asyncio.wait_for(task, 5)
+
+
+async def test_calls_that_ended_while_disconnected_are_closed_at_resync(pbx, link):
+    await pbx.push(b"Event: Newchannel\r\nChannel: PJSIP/trunk-1\r\nUniqueid: 7.1\r\nLinkedid: 7.1\r\n"
+                   b"CallerIDNum: 13800138000\r\n\r\n")
+    await until(lambda: "7.1" in link.state.calls, what="call")
+    await pbx.drop()
+    await until(lambda: link.connects == 2 and link.status == "connected", what="reconnect")
+    await until(lambda: link.seen.of("call.ended"), what="end")
+    assert link.seen.of("call.ended")[0]["outcome"] == "lost_track" and "7.1" not in link.state.calls
+
+
+class _Transport:
+    def __init__(self) -> None:
+        self.closed = False
+
+    def close(self) -> None:
+        self.closed = True
+
+    def write(self, data: bytes) -> None:
+        self.written = data
+
+
+@hsettings(max_examples=200, deadline=None)
+@given(st.lists(st.binary(max_size=300), max_size=8))
+def test_fuzz_ami_framer_takes_any_bytes(chunks):
+    received: list = []
+
+    class Client:
+        banner = None
+
+        def received(self, messages):
+            received.extend(messages)
+    proto = AMIProtocol(Client())
+    proto.connection_made(_Transport())
+    proto.data_received(b"Asterisk Call Manager/11.0.0\r\n")
+    for chunk in chunks:
+        proto.data_received(chunk)
+    assert all(m.get("Event") is not None or m.get("Response") is not None for m in received)
+
+
+@hsettings(max_examples=200, deadline=None)
+@given(st.binary(max_size=400))
+def test_fuzz_message_parser(raw):
+    message = parse_message(raw)
+    assert message is None or "event" in message or "response" in message
