@@ -60,9 +60,8 @@ class SurveyCaller:
                 return {"already": sorted(marks)}
             if self.settings.survey_channel == "sms" or not to or not str(to).startswith("+86"):
                 return self._by_sms(s, case, "survey_channel" if to else "no number")
-            self._mark(s, case.id, key, attempt, "dialling", f"第 {attempt} 次电话回访拨出")
             case_id = case.id
-        result = asyncio.run(self._originate(str(to), str(number), key))
+        result = asyncio.run(self._originate(case_id, attempt, str(to), str(number), key))
         with self.db.session() as s:
             outcome = result.get("outcome", "failed")
             self._mark(s, case_id, key, attempt, outcome, f"第 {attempt} 次电话回访：{OUTCOME_NOTES.get(outcome, outcome)}")
@@ -71,7 +70,7 @@ class SurveyCaller:
             case = s.get(Case, case_id)
             return {**result, **self._next(s, case, payload, attempt, outcome)}
 
-    async def _originate(self, to: str, number: str, key: str) -> dict[str, Any]:
+    async def _originate(self, case_id: int, attempt: int, to: str, number: str, key: str) -> dict[str, Any]:
         s = self.settings
         client = AMIClient(s.ami_host, s.ami_port, s.ami_username, s.ami_secret,
                            reconnect_max=s.ami_reconnect_max_seconds)
@@ -80,6 +79,8 @@ class SurveyCaller:
         except (OSError, asyncio.TimeoutError, AMIError) as exc:
             raise EffectError(f"AMI unreachable, nothing dialled: {exc}") from None
         try:
+            with self.db.session() as session:  # committed before the number is dialled
+                self._mark(session, case_id, key, attempt, "dialling", f"第 {attempt} 次电话回访拨出")
             dial = s.survey_dial.format(number=to.removeprefix("+86"))
             result = await client.originate(dial, "hotline-survey", "s",
                                             caller_id=f'"12319热线回访" <{s.service_number}>',

@@ -7,15 +7,14 @@ from pathlib import PurePath
 import pytest
 from sqlalchemy import select
 
-from case_bridge import ActionIn, Case, NewCase, seed_units
+from case_bridge import Case, NewCase, seed_units
 from case_bridge.models import Call, CaseEvent
 from ivr import flows
 from ivr.agi import AGIServer
 from ivr.agi_peer import AGIPeer
 from ivr.prompts import load_catalogue
 from ivr.services import IVRServices
-
-CALLER = "13800138000"
+from tests.support.cases import CALLER, closed_case, new_case
 
 
 @pytest.fixture
@@ -41,13 +40,6 @@ async def line(settings, db, core):
 
 def prompts(result) -> list[str]:
     return [PurePath(p).name for p in result.played]
-
-
-def new_case(db, core, caller=CALLER, **kw):
-    with db.session() as s:
-        case = core.create_case(s, NewCase(description="井盖缺失", caller_phone=caller, category_key="C0102",
-                                           address_text="福田区华强北路", **kw)).case
-        return case.number
 
 
 def stored_call(db, uniqueid) -> Call:
@@ -158,19 +150,6 @@ async def test_the_case_created_from_a_call_is_linked_to_it(line, db, core):
                                            idempotency_key="1795240999.7")).case
         case_id = case.id
     assert stored_call(db, "1795240999.7").case_id == case_id
-
-
-def closed_case(db, core, people, caller=CALLER) -> str:
-    number = new_case(db, core, caller=caller)
-    steps = [("dispatch", "disp1"), ("accept", "futian1"), ("report_result", "futian1"), ("verify", "disp1"),
-             ("close", "disp1")]
-    with db.session() as s:
-        case = s.scalar(select(Case).where(Case.number == number))
-        for action, who in steps:
-            if action != "dispatch" or case.state == "filed":
-                core.apply_action(s, case, action, people[who], ActionIn(note="ok"))
-        assert case.state == "closed"
-    return number
 
 
 @pytest.fixture
