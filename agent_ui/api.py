@@ -169,3 +169,14 @@ def kpi(request: Request, actor: ActorDep, start: datetime, end: datetime,
         raise HTTPException(422, "end must be after start")
     with request.app.state.db.session() as session:
         return [r.as_dict() for r in kpi_report(session, group_by, start, end)]
+
+
+@router.get("/telephony", tags=["status"], responses={401: {}, 403: {}})
+def telephony(request: Request, actor: ActorDep) -> dict:
+    """The PBX link and the FastAGI server of this process, and the live queues (the wallboard's source)."""
+    require_role(actor, "agent", "dispatcher", "supervisor", "admin")
+    service = getattr(request.app.state, "telephony", None)
+    if service is None:
+        return {"running": False}
+    board = service.ami.state.wallboard() if service.ami is not None else {}
+    return {"running": True, **service.status(), "wallboard": board}

@@ -284,3 +284,26 @@ def test_fuzz_ami_framer_takes_any_bytes(chunks):
 def test_fuzz_message_parser(raw):
     message = parse_message(raw)
     assert message is None or "event" in message or "response" in message
+
+
+async def test_the_api_reports_the_pbx_link_and_the_queues(settings, db, people, pbx):
+    import httpx
+
+    from agent_ui import create_app
+    from ivr import Telephony
+    settings.ami_port, settings.ami_secret, settings.agi_port = pbx.port, "hotline-secret", 0
+    bus = InProcessBus()
+    service = Telephony(settings, db, bus)
+    await service.start()
+    app = create_app(settings, db=db, bus=bus)
+    app.state.telephony = service
+    try:
+        await until(lambda: service.ami.status == "connected", what="AMI")
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as http:
+            body = (await http.get("/api/v1/telephony", headers=people.auth("super1"))).json()
+            refused = await http.get("/api/v1/telephony", headers=people.auth("futian1"))
+    finally:
+        await service.stop()
+    assert body["ami"]["status"] == "connected" and body["agi"]["sessions"] == 0
+    assert {m["interface"] for m in body["wallboard"]["queues"]["city"]["members"]} == {"PJSIP/1001", "PJSIP/1002"}
+    assert refused.status_code == 403
