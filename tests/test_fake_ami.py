@@ -10,13 +10,12 @@ from __future__ import annotations
 import asyncio
 import re
 import time
+from typing import ClassVar
 
 import pytest
 
 from tests.support import transcripts
 from tests.support.fake_ami import FakeAMI, replay_plan
-
-pytestmark = pytest.mark.anyio
 
 RECORDED_MEMBER = {  # the agent as ami_actions' QueueStatus c-8 reported it
     "Interface": "PJSIP/agent1001", "Name": "1001", "StateInterface": "PJSIP/agent1001", "Membership": "dynamic",
@@ -33,15 +32,12 @@ VOLATILE = ("Timestamp", "EventTV", "SessionTV", "SessionID", "LocalAddress", "R
 
 
 @pytest.fixture
-def anyio_backend():
-    return "asyncio"
-
-
-@pytest.fixture
 async def fake():
     server = await FakeAMI.start(auth_delay=0.3)
     yield server
     await server.stop()
+    while Client.opened:
+        Client.opened.pop().close()
 
 
 # --- helpers -----------------------------------------------------------------------------------------
@@ -70,13 +66,16 @@ def recorded_replies(name: str, action_id: str, conn: int = 1) -> list[bytes]:
 
 
 class Client:
-    """A bare AMI client on asyncio streams."""
+    """A bare AMI client on asyncio streams. Every client is closed when its test's fake stops."""
+
+    opened: ClassVar[list[Client]] = []
 
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.reader, self.writer = reader, writer
+        Client.opened.append(self)
 
     @classmethod
-    async def connect(cls, fake: FakeAMI, *, banner: bool = True) -> "Client":
+    async def connect(cls, fake: FakeAMI, *, banner: bool = True) -> Client:
         client = cls(*await asyncio.open_connection(fake.host, fake.port))
         if banner:
             assert await client.read_until(b"\r\n") == b"Asterisk Call Manager/11.0.0\r\n"
@@ -108,7 +107,8 @@ class Client:
         return await self.messages(3)
 
     def close(self) -> None:
-        self.writer.close()
+        if not self.writer.is_closing():
+            self.writer.close()
 
 
 # --- the transcripts themselves ------------------------------------------------------------------
@@ -141,7 +141,7 @@ def test_agi_sessions_split_environment_lines_and_final_hangup():
     (stream,) = transcripts.agi_sessions("agi_hangup_midway_stream")
     assert (b'STREAM FILE tt-monkeys ""\n', [b"200 result=-1 endpos=24160\n", b"HANGUP\n"]) in stream.exchanges()
     (utf8,) = transcripts.agi_sessions("agi_utf8")
-    assert utf8.exchanges()[0][1] == ["200 result=1 (张三)\n".encode("utf-8")]
+    assert utf8.exchanges()[0][1] == ["200 result=1 (张三)\n".encode()]
 
 
 # --- connection, login, logoff --------------------------------------------------------------------
@@ -251,7 +251,8 @@ async def test_unmodelled_real_action_fails_loudly(fake):
     client = await Client.connect(fake)
     await client.login()
     await client.send(b"Action: Hangup\r\nActionID: h-1\r\nChannel: PJSIP/sipp-00000000\r\n\r\n")
-    assert await client.read_until() == b"Response: Error\r\nActionID: h-1\r\nMessage: FakeAMI does not model action Hangup\r\n\r\n"
+    assert await client.read_until() == (b"Response: Error\r\nActionID: h-1\r\n"
+                                         b"Message: FakeAMI does not model action Hangup\r\n\r\n")
     assert fake.unmodelled == ["Hangup"]
     client.close()
 
@@ -304,7 +305,8 @@ async def test_queue_add_pause_remove_replies_events_and_state(fake):
     assert [normalise(m) for m in got] == [normalise(m) for m in after("c-9", 4)]
     assert transcripts.parse_message(got[3])["PausedReason"] == "培训"
     await client.send(recorded_action("ami_actions", "c-10"))
-    assert [normalise(m) for m in await client.messages(4)] == [normalise(m) for m in recorded_replies("ami_actions", "c-10")]
+    expected = [normalise(m) for m in recorded_replies("ami_actions", "c-10")]
+    assert [normalise(m) for m in await client.messages(4)] == expected
     await client.send(recorded_action("ami_actions", "c-11"))  # unpause clears the reason
     got = await client.messages(4)
     assert [normalise(m) for m in got] == [normalise(m) for m in after("c-11", 4)]
@@ -313,7 +315,8 @@ async def test_queue_add_pause_remove_replies_events_and_state(fake):
     assert [normalise(m) for m in got] == [normalise(m) for m in after("c-13", 3)]
     assert fake.queues["hotline-12319"]["members"] == []
     await client.send(recorded_action("ami_actions", "c-14"))
-    assert await client.read_until() == b"Response: Error\r\nActionID: c-14\r\nMessage: Unable to remove interface: Not there\r\n\r\n"
+    assert await client.read_until() == (b"Response: Error\r\nActionID: c-14\r\n"
+                                         b"Message: Unable to remove interface: Not there\r\n\r\n")
     assert [message for _, message in fake.errors] == [
         "Unable to add interface: Already there", "Unable to add interface to queue: No such queue",
         "Unable to remove interface: Not there"]
@@ -327,8 +330,9 @@ async def test_channels_variables_redirect_and_commands_match_the_recording(fake
     fake.channels = [dict(RECORDED_CHANNEL)]
     fake.variables = {"PJSIP/sipp-00000000": {"HOTLINE_CASE": "SZ-LG-20251121-0001"}}
     fake.commands["queue show hotline-12319"] = [
-        "hotline-12319 has 0 calls (max unlimited) in 'ringall' strategy (0s holdtime, 0s talktime), W:0, C:0, A:0, "
-        "SL:0.0%, SL2:0.0% within 0s", "   No Members", "   No Callers", ""]
+        ("hotline-12319 has 0 calls (max unlimited) in 'ringall' strategy (0s holdtime, 0s talktime), "
+         "W:0, C:0, A:0, SL:0.0%, SL2:0.0% within 0s"),
+        "   No Members", "   No Callers", ""]
     client = await Client.connect(fake)
     await client.login()
     await client.send(recorded_action("ami_actions", "c-15"))
@@ -352,6 +356,7 @@ async def test_setvar_event_for_a_global_variable(fake):
     await client.login()
     await client.send(recorded_action("ami_actions", "c-24"))
     reply, event = await client.messages(2)
+    assert reply == recorded_replies("ami_actions", "c-24")[0]
     recorded = transcripts.events_from("ami_actions")
     expected_event = recorded[recorded.index(recorded_replies("ami_actions", "c-24")[0]) + 1]
     assert normalise(event) == normalise(expected_event)
@@ -490,7 +495,7 @@ async def test_restart_sends_shutdown_refuses_while_down_then_listens_on_the_sam
     await client.login()
     restarting = asyncio.create_task(fake.restart(0.6))
     shutdown = await client.read_until()
-    recorded = [m for m in transcripts.events_from("ami_restart") if m.startswith(b"Event: Shutdown")][0]
+    recorded = next(m for m in transcripts.events_from("ami_restart") if m.startswith(b"Event: Shutdown"))
     assert normalise(shutdown) == normalise(recorded)
     assert b"Restart: True\r\n" in shutdown
     assert await client.eof()
@@ -568,3 +573,27 @@ async def test_play_keeps_a_message_split_across_two_reads_split(fake):
     assert await fake.play("ami_restart", conn=6) == messages
     assert await client.messages(2) == messages
     client.close()
+
+
+async def test_userevent_action_reply_and_event_carry_raw_utf8(fake):
+    client = await Client.connect(fake)
+    await client.login()
+    await client.send(recorded_action("ami_utf8", "c-2"))
+    reply, event = await client.messages(2)
+    recorded_reply, recorded_event = recorded_replies("ami_utf8", "c-2")
+    assert reply == recorded_reply == b"Response: Success\r\nActionID: c-2\r\nMessage: Event Sent\r\n\r\n"
+    assert normalise(event) == normalise(recorded_event)
+    assert transcripts.parse_message(event)["Body"] == "你好，世界：市民反映占道经营"
+
+
+async def test_events_off_session_gets_replies_but_no_events_and_lf_only_framing_is_accepted(fake):
+    quiet = await Client.connect(fake)
+    await quiet.send(b"Action: Login\nActionID: q-1\nUsername: hotline\nSecret: hotline-secret\nEvents: off\n\n")
+    assert await quiet.read_until() == b"Response: Success\r\nActionID: q-1\r\nMessage: Authentication accepted\r\n\r\n"
+    assert await quiet.quiet_for(0.1)  # no FullyBooted, no SuccessfulAuth
+    await fake.send_event("UserEvent", {"UserEvent": "Ping"}, privilege="user,all")
+    await quiet.send(b"Action: Login\r\nActionID: q-2\r\nUsername: hotline\r\nSecret: hotline-secret\r\n\r\n")
+    assert await quiet.read_until() == b"Response: Success\r\nActionID: q-2\r\nMessage: Already authenticated\r\n\r\n"
+    await quiet.send(recorded_action("ami_actions", "c-4"))  # QueueSummary, a list reply: still delivered
+    assert await quiet.messages(3) == recorded_replies("ami_actions", "c-4")
+    assert fake.logins == 1

@@ -46,8 +46,8 @@ import struct
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from typing import Any
+from datetime import UTC, datetime
+from typing import Any, Self
 
 from tests.support import transcripts
 
@@ -60,17 +60,19 @@ _ORIGINATE_REASON = {"answered": "4", "noanswer": "3", "busy": "0", "failed": "0
 
 # Actions that exist in Asterisk 22 but that this fake does not answer faithfully. They get a loud
 # error instead of Asterisk's "Invalid/unknown command" (which would be a lie about Asterisk).
-_UNMODELLED = frozenset(name.lower() for name in """
-    AbsoluteTimeout AGI AOCMessage Atxfer BlindTransfer Bridge BridgeDestroy BridgeInfo BridgeKick
-    BridgeList Challenge ChangeMonitor ConfbridgeList CoreSettings CoreShowChannelMap CoreStatus
-    CreateConfig DBDel DBDelTree DBGet DBGetTree DBPut DeviceStateList DialplanExtensionAdd
-    DialplanExtensionRemove Events ExtensionState ExtensionStateList Filter GetConfig GetConfigJSON
-    Hangup ListCategories ListCommands LoggerRotate MailboxCount MailboxStatus MessageSend
-    ModuleCheck ModuleLoad Park ParkedCalls PlayDTMF PJSIPNotify PJSIPQualify PJSIPShowContacts
-    PJSIPShowEndpoint PJSIPShowEndpoints PJSIPShowRegistrationsInbound PresenceState QueueChangePriorityCaller
-    QueueLog QueueMemberRingInUse QueuePenalty QueueReload QueueReset QueueRule Queues QueueWithdrawCaller
-    Reload SendText ShowDialPlan Status UpdateConfig VoicemailUsersList WaitEvent
-""".split())
+_UNMODELLED = frozenset(name.lower() for name in (
+    "AbsoluteTimeout", "AGI", "AOCMessage", "Atxfer", "BlindTransfer", "Bridge", "BridgeDestroy", "BridgeInfo",
+    "BridgeKick", "BridgeList", "Challenge", "ChangeMonitor", "ConfbridgeList", "CoreSettings",
+    "CoreShowChannelMap", "CoreStatus", "CreateConfig", "DBDel", "DBDelTree", "DBGet", "DBGetTree", "DBPut",
+    "DeviceStateList", "DialplanExtensionAdd", "DialplanExtensionRemove", "Events", "ExtensionState",
+    "ExtensionStateList", "Filter", "GetConfig", "GetConfigJSON", "Hangup", "ListCategories", "ListCommands",
+    "LoggerRotate", "MailboxCount", "MailboxStatus", "MessageSend", "ModuleCheck", "ModuleLoad", "Park",
+    "ParkedCalls", "PlayDTMF", "PJSIPNotify", "PJSIPQualify", "PJSIPShowContacts", "PJSIPShowEndpoint",
+    "PJSIPShowEndpoints", "PJSIPShowRegistrationsInbound", "PresenceState", "QueueChangePriorityCaller",
+    "QueueLog", "QueueMemberRingInUse", "QueuePenalty", "QueueReload", "QueueReset", "QueueRule", "Queues",
+    "QueueWithdrawCaller", "Reload", "SendText", "ShowDialPlan", "Status", "UpdateConfig",
+    "VoicemailUsersList", "WaitEvent",
+))
 
 _TRUE = frozenset({"yes", "true", "y", "t", "1", "on"})  # Asterisk's ast_true()
 
@@ -85,7 +87,7 @@ def _now_ts() -> str:
 
 def _tv(epoch: float) -> str:
     """``EventTV`` / ``SessionTV`` format of security events: ``2026-11-21T05:59:38.616+0000``."""
-    dt = datetime.fromtimestamp(epoch, timezone.utc)
+    dt = datetime.fromtimestamp(epoch, UTC)
     return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}+0000"
 
 
@@ -189,7 +191,10 @@ class FakeAMI:
     * ``variables`` — ``{channel name: {variable: value}}``; ``global_variables`` — ``{variable: value}``.
     * ``commands`` — ``{CLI command: [output line, …]}`` for the Command action.
     * ``originate_outcome`` — ``"answered" | "noanswer" | "busy" | "failed"``, or a list of those
-      consumed one per Originate; ``originate_delay`` — seconds until the outcome.
+      consumed one per Originate; ``originate_delay`` — seconds until the outcome. With ``Async: true``
+      the reply is immediate and the ``OriginateResponse`` event follows after the delay; without it
+      the session blocks for the delay (as Asterisk's does) and then replies ``Success`` or
+      ``Error`` / ``Originate failed``, with no event.
     * ``split`` — ``"chunks"`` (each reply one write), an ``int`` n (pieces of n bytes with
       ``split_pause`` seconds between them) or ``"bytewise"`` (n = 1).
     * ``reply_delay`` — seconds before every reply; ``mute_pings`` — Ping gets no reply at all.
@@ -216,8 +221,9 @@ class FakeAMI:
         self.variables: dict[str, dict[str, str]] = {}
         self.global_variables: dict[str, str] = {}
         self.commands: dict[str, list[str]] = {
-            "core show version": ["Asterisk 22.10.1 built by root @ vm on a x86_64 running Linux on "
-                                  "2026-11-21 05:27:00 UTC"],
+            "core show version": [
+                "Asterisk 22.10.1 built by root @ vm on a x86_64 running Linux on 2026-11-21 05:27:00 UTC",
+            ],
         }
         self._originate_outcome: str | list[str] = "answered"
         self.originate_delay = 0.05
@@ -266,7 +272,7 @@ class FakeAMI:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
 
-    async def __aenter__(self) -> FakeAMI:
+    async def __aenter__(self) -> Self:
         if self._server is None:
             await self._listen()
         return self
@@ -443,8 +449,8 @@ class FakeAMI:
         listener is closed, connects are refused for ``down_seconds``, and the fake listens again on
         the SAME port. Queue and channel state is kept.
         """
-        await self._broadcast(self._event("Shutdown", [("Shutdown", "Cleanly"), ("Restart", "True" if restart else "False")],
-                                          "system,all"))
+        shutdown = [("Shutdown", "Cleanly"), ("Restart", "True" if restart else "False")]
+        await self._broadcast(self._event("Shutdown", shutdown, "system,all"))
         await asyncio.sleep(0.015)
         self._reset_new_connections = reset_window > 0
         for client in list(self._clients):
@@ -492,6 +498,8 @@ class FakeAMI:
                     break
         except (ConnectionError, asyncio.IncompleteReadError):
             pass
+        except asyncio.CancelledError:
+            pass  # stop(): end quietly (asyncio's stream callback would log a cancelled handler)
         finally:
             self._clients.discard(client)
             if not writer.is_closing():
@@ -592,7 +600,8 @@ class FakeAMI:
             # As recorded: FullyBooted without Timestamp, in the same write as the reply.
             extra = encode([("Event", "FullyBooted"), ("Privilege", "system,all"), ("Uptime", uptime),
                             ("LastReload", uptime), ("Status", "Fully Booted")]) + auth_event
-        await self._reply(client, action, [("Response", "Success"), ("Message", "Authentication accepted")], extra=extra)
+        await self._reply(client, action, [("Response", "Success"), ("Message", "Authentication accepted")],
+                          extra=extra)
         await self._broadcast(auth_event, skip=client)
         return True
 
@@ -731,8 +740,8 @@ class FakeAMI:
                   "Wrapuptime": "0"}
         queue.setdefault("members", []).append(member)
         await self._success(client, action, "Added interface to queue")
-        await self._broadcast(self._device_state(f"Queue:{queue_name}_pause_{interface}", "INUSE" if paused else "NOT_INUSE")
-                              + self._member_event("QueueMemberAdded", queue_name, member)
+        pause_state = self._device_state(f"Queue:{queue_name}_pause_{interface}", "INUSE" if paused else "NOT_INUSE")
+        await self._broadcast(pause_state + self._member_event("QueueMemberAdded", queue_name, member)
                               + self._avail_state(queue_name))
 
     async def _act_queueremove(self, client: _Client, action: Mapping[str, Any]) -> None:
@@ -753,7 +762,8 @@ class FakeAMI:
             return
         queue["members"].remove(member)
         await self._success(client, action, "Removed interface from queue")
-        await self._broadcast(self._member_event("QueueMemberRemoved", queue_name, member) + self._avail_state(queue_name))
+        await self._broadcast(self._member_event("QueueMemberRemoved", queue_name, member)
+                              + self._avail_state(queue_name))
 
     async def _act_queuepause(self, client: _Client, action: Mapping[str, Any]) -> None:
         interface, paused_text = _get(action, "Interface"), _get(action, "Paused")
@@ -782,7 +792,8 @@ class FakeAMI:
             events += (self._device_state(f"Queue:{queue_name}_pause_{self._member(member)['Interface']}",
                                           "INUSE" if paused else "NOT_INUSE")
                        + self._avail_state(queue_name) + self._member_event("QueueMemberPause", queue_name, member))
-        await self._success(client, action, "Interface paused successfully" if paused else "Interface unpaused successfully")
+        await self._success(client, action,
+                            "Interface paused successfully" if paused else "Interface unpaused successfully")
         await self._broadcast(events)
 
     # --- actions: channels ------------------------------------------------------------------------
@@ -898,8 +909,8 @@ class FakeAMI:
             words = command.split()
             await self._reply(client, action, [
                 ("Response", "Error"), ("Message", "Command output follows"),
-                ("Output", f"No such command '{command}' (type 'core show help {' '.join(words[:2])}' "
-                           "for other possible commands)")])
+                ("Output", (f"No such command '{command}' (type 'core show help {' '.join(words[:2])}' "
+                            "for other possible commands)"))])
             return
         await self._reply(client, action, [("Response", "Success"), ("Message", "Command output follows"),
                                            *[("Output", line) for line in lines]])

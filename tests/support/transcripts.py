@@ -57,7 +57,7 @@ def path_of(name: str) -> Path:
     return file
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _load(name: str) -> tuple[Record, ...]:
     records = []
     for lineno, line in enumerate(path_of(name).read_text(encoding="utf-8").splitlines(), 1):
@@ -148,7 +148,7 @@ def parse_message(message: bytes | str) -> dict[str, str | list[str]]:
         key, colon, value = line.partition(":")
         if not colon or not key:
             continue
-        value = value[1:] if value.startswith(" ") else value
+        value = value.removeprefix(" ")
         if key in headers:
             previous = headers[key]
             headers[key] = [*previous, value] if isinstance(previous, list) else [previous, value]
