@@ -25,7 +25,6 @@ import os
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 
 import jinja2
@@ -54,7 +53,6 @@ VOICEMAIL_SILENCE_SECONDS = 5
 AMI_READ = ("system", "call", "agent", "user")
 AMI_WRITE = ("call", "agent", "originate", "reporting")
 
-INSTALLED_INDEX = "gazetteer.pickle"     # as case_bridge.placement.INSTALLED_INDEX (asterisk_conf may not import it)
 INSECURE_DEFAULT = "change-me"
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
@@ -196,34 +194,19 @@ def config_warnings(settings: Settings) -> list[str]:
 
 # --------------------------------------------------------------------------------- queues
 def _gazetteer_source(settings: Settings) -> str:
-    """As case_bridge.placement.gazetteer_source: the setting, else the installed index, else Shenzhen."""
-    if settings.gazetteer:
-        return settings.gazetteer
-    installed = Path(settings.data_dir) / INSTALLED_INDEX
-    return str(installed) if installed.is_file() else "shenzhen"
-
-
-@lru_cache(maxsize=4)
-def _compiled(where: str, stamp: float) -> routing.Gazetteer:
-    return routing.load_gazetteer(where)
+    return routing.gazetteer_source(settings.gazetteer, settings.data_dir)
 
 
 def _load_gazetteer(settings: Settings) -> routing.Gazetteer:
     where = _gazetteer_source(settings)
-    path = Path(where)
     try:
-        return _compiled(where, path.stat().st_mtime if path.exists() else 0.0)
+        return routing.load_configured(where)
     except (routing.GazetteerError, routing.DivisionError, OSError) as exc:
         raise ConfigError(f"gazetteer {where!r} cannot be read: {exc}") from None
 
 
 def _rules_file(settings: Settings) -> Path | None:
-    """As case_bridge.placement.rules_file: the setting, else the gazetteer folder's rules.csv."""
-    if settings.routing_rules_file:
-        return settings.routing_rules_file
-    where = Path(_gazetteer_source(settings))
-    folder = where if where.is_dir() else routing.packaged_city(str(where)) if not where.exists() else None
-    return folder / "rules.csv" if folder and (folder / "rules.csv").is_file() else None
+    return routing.configured_rules_file(_gazetteer_source(settings), settings.routing_rules_file)
 
 
 def _load_rules(settings: Settings) -> routing.Rules:

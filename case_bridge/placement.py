@@ -7,7 +7,6 @@ recorded. Locating is pure and fast; the lock only guards the learned layer.
 from __future__ import annotations
 
 import threading
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -19,34 +18,20 @@ from case_bridge.models import AddressEvidence, Case
 from hotline.db import utcnow
 from hotline.settings import Settings
 
-INSTALLED_INDEX = "gazetteer.pickle"   # written by `hotline routing import` into data_dir
+INSTALLED_INDEX = routing.INSTALLED_INDEX
 
 
 def gazetteer_source(settings: Settings) -> str:
     """What the settings name as the gazetteer, resolved to a shipped city, a folder or an index file."""
-    if settings.gazetteer:
-        return settings.gazetteer
-    installed = Path(settings.data_dir) / INSTALLED_INDEX
-    return str(installed) if installed.is_file() else "shenzhen"
-
-
-@lru_cache(maxsize=4)
-def _compiled(where: str, stamp: float) -> routing.Gazetteer:
-    return routing.load_gazetteer(where)
+    return routing.gazetteer_source(settings.gazetteer, settings.data_dir)
 
 
 def load_settings_gazetteer(settings: Settings) -> routing.Gazetteer:
-    where = gazetteer_source(settings)
-    path = Path(where)
-    return _compiled(where, path.stat().st_mtime if path.exists() else 0.0)
+    return routing.load_configured(gazetteer_source(settings))
 
 
 def rules_file(settings: Settings) -> Path | None:
-    if settings.routing_rules_file:
-        return settings.routing_rules_file
-    where = Path(gazetteer_source(settings))
-    folder = where if where.is_dir() else routing.packaged_city(str(where)) if not where.exists() else None
-    return folder / "rules.csv" if folder and (folder / "rules.csv").is_file() else None
+    return routing.configured_rules_file(gazetteer_source(settings), settings.routing_rules_file)
 
 
 class Router:

@@ -34,8 +34,8 @@ def probe_route(session, outcomes: list):
     return probe
 
 
-@pytest.mark.parametrize("name", RECORDED)
-async def test_recorded_sessions_replay_byte_for_byte(name):
+async def replay_recording(name: str):
+    """Replay the recorded session `name` into a probe route; (what the probe saw, replay result, server)."""
     session = agi_sessions(name)[0]
     outcomes: list = []
     server = AGIServer(header_timeout=2)
@@ -45,6 +45,13 @@ async def test_recorded_sessions_replay_byte_for_byte(name):
         result = await replay(session, "127.0.0.1", port)
     finally:
         await server.close(srv)
+    return outcomes, result, server
+
+
+@pytest.mark.parametrize("name", RECORDED)
+async def test_recorded_sessions_replay_byte_for_byte(name):
+    session = agi_sessions(name)[0]
+    outcomes, result, server = await replay_recording(name)
     assert result.mismatches == []
     assert len(result.commands) == len(session.exchanges())
     assert result.saw_half_close, "the script must half-close so Asterisk sends HANGUP and closes"
@@ -53,15 +60,7 @@ async def test_recorded_sessions_replay_byte_for_byte(name):
 
 
 async def test_replies_are_understood_as_asterisk_means_them():
-    session = agi_sessions("agi_session_extras")[0]
-    outcomes: list = []
-    server = AGIServer()
-    server.add_route("extras", probe_route(session, outcomes))
-    srv, port = await serving(server)
-    try:
-        await replay(session, "127.0.0.1", port)
-    finally:
-        await server.close(srv)
+    outcomes, _, _ = await replay_recording("agi_session_extras")
     replies = outcomes[1:]
     assert replies[6] == (200, "1", "PJSIP/sipp-00000000", None)          # GET VARIABLE CHANNEL
     assert replies[5] == (200, "0", None, None)                            # unset variable
@@ -74,15 +73,7 @@ async def test_replies_are_understood_as_asterisk_means_them():
 @pytest.mark.parametrize("name,hangup_at", [("agi_hangup_midway_stream", 1), ("agi_hangup_midway_wait", 1),
                                             ("agi_hangup_midway_idle", 2)])
 async def test_hangup_midway_is_seen_where_it_happened(name, hangup_at):
-    session = agi_sessions(name)[0]
-    outcomes: list = []
-    server = AGIServer()
-    server.add_route(session.env["agi_network_script"], probe_route(session, outcomes))
-    srv, port = await serving(server)
-    try:
-        await replay(session, "127.0.0.1", port)
-    finally:
-        await server.close(srv)
+    outcomes, _, _ = await replay_recording(name)
     replies = outcomes[1:]
     # the first command that reports the hangup: the blocking one (-1 + HANGUP), or for an idle
     # hangup the next media command (511 on the dead channel)
@@ -94,15 +85,7 @@ async def test_hangup_midway_is_seen_where_it_happened(name, hangup_at):
 
 
 async def test_utf8_values_arrive_whole():
-    session = agi_sessions("agi_utf8")[0]
-    outcomes: list = []
-    server = AGIServer()
-    server.add_route("utf8", probe_route(session, outcomes))
-    srv, port = await serving(server)
-    try:
-        await replay(session, "127.0.0.1", port)
-    finally:
-        await server.close(srv)
+    outcomes, _, _ = await replay_recording("agi_utf8")
     assert outcomes[1] == (200, "1", "张三", None)
     assert outcomes[5] == (200, "1", "张三/市民反映占道经营", None)
 
