@@ -42,9 +42,15 @@ class InProcessBus:
         return lambda: self._subscribers.remove(entry) if entry in self._subscribers else None
 
     async def publish(self, topic: str, data: dict[str, Any]) -> None:
-        event = BusEvent(topic, dict(data))
         handlers = [h for p, h in self._subscribers if fnmatch.fnmatchcase(topic, p)]
         if not handlers:
+            return
+        event = BusEvent(topic, dict(data))
+        if len(handlers) == 1:  # the common case: no gather (a Task and two more loop turns per event)
+            try:
+                await handlers[0](event)
+            except Exception as exc:  # as gather(return_exceptions=True) below: logged, not fatal
+                log.error("bus handler %r failed on %s: %r", handlers[0], topic, exc)
             return
         results = await asyncio.gather(*(h(event) for h in handlers), return_exceptions=True)
         for handler, result in zip(handlers, results, strict=True):

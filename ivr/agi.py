@@ -152,8 +152,9 @@ class AGICall(Request):
 
     async def _readline(self, timeout: float) -> str:
         try:
-            raw = await asyncio.wait_for(self.reader.readline(), timeout)
-        except asyncio.TimeoutError:
+            async with asyncio.timeout(timeout):  # not wait_for: that costs a Task per reply
+                raw = await self.reader.readline()
+        except TimeoutError:
             raise AGIError(f"no reply from Asterisk within {timeout:g} s") from None
         except (ValueError, asyncio.LimitOverrunError):
             raise AGIError("AGI reply line too long") from None
@@ -260,8 +261,9 @@ class AGIServer(Application):
     def routes(self) -> list[str]:
         return sorted(self._route)
 
-    async def start(self, host: str, port: int) -> asyncio.AbstractServer:
-        return await asyncio.start_server(self.handler, host, port, limit=self.max_header_bytes)
+    async def start(self, host: str, port: int, backlog: int = 1024) -> asyncio.AbstractServer:
+        # asyncio's default backlog (100) resets connections when a busy hour's calls arrive at once
+        return await asyncio.start_server(self.handler, host, port, limit=self.max_header_bytes, backlog=backlog)
 
     async def close(self, server: asyncio.AbstractServer, grace: float = 5.0) -> None:
         """Stop listening; let running sessions finish for `grace` seconds, then end them."""

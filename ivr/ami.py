@@ -59,27 +59,45 @@ class AMIAuthError(AMIError):
     """Asterisk refused the login (wrong username or secret, or not permitted from here)."""
 
 
+class AMIMessage(Message):
+    """panoramisk's Message with a dict-speed get(): the MutableMapping mixin's get() raises and
+    catches KeyError for every missing header (ActionID on every event)."""
+
+    def get(self, key: str, default: Any = None) -> Any:
+        item = self._store.get(key.lower())
+        return default if item is None else item[1]
+
+
 def parse_message(raw: bytes) -> Message | None:
     """One complete AMI message (without its blank line) → Message; None if it is neither an
     Event nor a Response. Repeated headers become lists (Output:, Variable:)."""
-    store: dict[str, tuple[str, Any]] = {"content": ("content", "")}
-    for line in raw.decode("utf-8", "replace").split("\r\n"):
-        key, sep, value = line.partition(":")
-        if not sep or not key:
+    parts = [line.partition(":") for line in raw.decode("utf-8", "replace").split("\r\n")]
+    # fast path: every line is "Key: value" and no key repeats (nearly every event)
+    store = {k.lower(): (k, v[1:] if v[:1] == " " else v) for k, sep, v in parts if sep and k}
+    if len(store) != len(parts) or "content" in store:
+        store = _headers_slowly(parts)
+    if "event" not in store and "response" not in store:
+        return None
+    store["content"] = ("content", "")   # panoramisk's Message keeps a (here empty) body under this key
+    message = AMIMessage.__new__(AMIMessage)
+    message._store = store
+    message.manager = None
+    return message
+
+
+def _headers_slowly(parts: list[tuple[str, str, str]]) -> dict[str, tuple[str, Any]]:
+    store: dict[str, tuple[str, Any]] = {}
+    for key, sep, value in parts:
+        if not sep or not key or key.lower() == "content":
             continue
         value = value[1:] if value.startswith(" ") else value
         low = key.lower()
-        if low in store and low != "content":
+        if low in store:
             old = store[low][1]
             store[low] = (key, (old if isinstance(old, list) else [old]) + [value])
         else:
             store[low] = (key, value)
-    if "event" not in store and "response" not in store:
-        return None
-    message = Message.__new__(Message)
-    message._store = store
-    message.manager = None
-    return message
+    return store
 
 
 class HotlineAction(pa_actions.Action):
