@@ -241,9 +241,13 @@ def cmd_case_show(args) -> None:
     settings = get_settings()
     core = CaseCore(settings)
     admin = Actor(role="supervisor", username="cli")
+    from case_bridge.calls import calls_of_case
     try:
         with _db().session() as session:
-            out = core.to_out(session, core.get_case(session, args.number, admin), admin)
+            case = core.get_case(session, args.number, admin)
+            out = core.to_out(session, case, admin)
+            calls = [(c.started_at, c.direction, c.caller, c.intent, c.queue, c.agent, c.outcome, c.talk_seconds,
+                      c.recording_path) for c in calls_of_case(session, case.id)]
     except CaseNotFound as exc:
         sys.exit(f"error: {exc}")
     zone = settings.zone
@@ -252,6 +256,10 @@ def cmd_case_show(args) -> None:
     print(f"  来电: {out.caller_phone or '-'}  时限: {out.time_limit or '-'}  到期: "
           f"{out.due_at.astimezone(zone):%Y-%m-%d %H:%M}" if out.due_at else f"  来电: {out.caller_phone or '-'}")
     print(f"  描述: {out.description}")
+    for started, direction, caller, intent, queue, agent, outcome, talk, recording in calls:
+        when = f"{started.astimezone(zone):%Y-%m-%d %H:%M:%S}" if started else "-"
+        print(f"  通话: {when} {direction} {caller or '-'} 意图 {intent or '-'} 队列 {queue or '-'} 座席 {agent or '-'} "
+              f"{outcome or '-'} 通话 {talk or 0:.0f} 秒 录音 {recording or '-'}")
     print("  时间线:")
     for e in out.timeline:
         move = f"{e.from_state or '-'} → {e.to_state or '-'}"

@@ -1,6 +1,7 @@
 """The CLI as an operator uses it, in a fresh directory: seed, users, case show, run and stop."""
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
@@ -70,8 +71,9 @@ def test_case_show_prints_the_timeline():
 
 @pytest.mark.timeout(120)
 def test_run_serves_and_stops_cleanly_on_ctrl_c(tmp_path):
-    port = free_port()
-    env = {**os.environ, "HOTLINE_WEB_PORT": str(port)}
+    port, agi_port, ami_port = free_port(), free_port(), free_port()
+    env = {**os.environ, "HOTLINE_WEB_PORT": str(port), "HOTLINE_AGI_PORT": str(agi_port),
+           "HOTLINE_AMI_PORT": str(ami_port)}   # no PBX there: the AMI link keeps retrying
     proc = subprocess.Popen([sys.executable, "-m", "hotline.cli", "run"], env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, start_new_session=True)
     try:
@@ -85,6 +87,9 @@ def test_run_serves_and_stops_cleanly_on_ctrl_c(tmp_path):
                 r = None  # not listening yet: try again until the deadline
             assert time.monotonic() < deadline and proc.poll() is None, "hotline run did not come up"
             time.sleep(0.3)
+        from ivr.agi_peer import AGIPeer   # the FastAGI server of `run` takes a call
+        call = asyncio.run(AGIPeer("127.0.0.1", agi_port, keys=["1"]).run())
+        assert call.variables["HOTLINE_INTENT"] == "report"
         home = httpx.get(f"http://127.0.0.1:{port}/")
         assert "12319 城建服务热线" in home.text
         docs = httpx.get(f"http://127.0.0.1:{port}/docs")
@@ -97,3 +102,4 @@ def test_run_serves_and_stops_cleanly_on_ctrl_c(tmp_path):
             os.killpg(proc.pid, signal.SIGKILL)
     assert proc.returncode == 0, out
     assert "stopped" in out
+    assert "AMI unreachable" in out and "FastAGI listening" in out
