@@ -16,7 +16,7 @@ from hotline.db import Database
 from hotline.settings import Settings
 from ivr import flows
 from ivr.agi import AGIServer
-from ivr.ami import AMIClient
+from ivr.ami import AMIClient, AMIError
 from ivr.prompts import load_catalogue
 from ivr.recorder import CallRecorder
 from ivr.services import IVRServices
@@ -66,6 +66,21 @@ class Telephony:
                 await asyncio.gather(self._ami_task, return_exceptions=True)
         if self.agi is not None and self._server is not None:
             await self.agi.close(self._server)
+
+    async def transfer_to_district(self, uniqueid: str, district_code: str) -> str:
+        """Move a live caller to the district's queue (AMI Redirect into hotline-transfer); returns
+        the queue. Live calls are not outbox work: a transfer that fails is reported to the agent now."""
+        if self.ami is None:
+            raise AMIError("this process has no AMI link")
+        call = self.ami.state.calls.get(uniqueid)
+        if call is None:
+            raise AMIError(f"no live call {uniqueid}")
+        target = self.core.router.rules.route(district_code).transfer_target or ""
+        kind, _, queue = target.partition(":")
+        if kind != "queue" or not queue:
+            raise AMIError(f"district {district_code} has no transfer queue (rule target {target!r})")
+        await self.ami.redirect(call.channel, "hotline-transfer", queue)
+        return queue
 
     def status(self) -> dict[str, Any]:
         out: dict[str, Any] = {}

@@ -307,3 +307,22 @@ async def test_the_api_reports_the_pbx_link_and_the_queues(settings, db, people,
     assert body["ami"]["status"] == "connected" and body["agi"]["sessions"] == 0
     assert {m["interface"] for m in body["wallboard"]["queues"]["city"]["members"]} == {"PJSIP/1001", "PJSIP/1002"}
     assert refused.status_code == 403
+
+
+async def test_a_live_caller_is_transferred_to_a_district_queue(settings, db, pbx):
+    from ivr import Telephony
+    from ivr.ami import AMIError
+    settings.ami_port, settings.ami_secret, settings.agi_port = pbx.port, "hotline-secret", 0
+    pbx.add_channel("PJSIP/trunk-00000007", Uniqueid="5.7", Linkedid="5.7", CallerIDNum="13800138000")
+    service = Telephony(settings, db, InProcessBus())
+    await service.start()
+    try:
+        await until(lambda: service.ami.status == "connected" and "5.7" in service.ami.state.calls, what="resync")
+        assert await service.transfer_to_district("5.7", "440304") == "district-440304"
+        with pytest.raises(AMIError, match="no live call"):
+            await service.transfer_to_district("9.9", "440304")
+    finally:
+        await service.stop()
+    redirect = [a for a in pbx.actions if a["Action"] == "Redirect"][0]
+    assert (redirect["Channel"], redirect["Context"], redirect["Exten"]) == ("PJSIP/trunk-00000007",
+                                                                            "hotline-transfer", "district-440304")
