@@ -39,6 +39,7 @@ while, listen again on the same port).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import re
 import socket
@@ -337,10 +338,9 @@ class FakeAMI:
                 raise TimeoutError(f"FakeAMI: {what} not reached within {timeout} s; actions seen: "
                                    f"{[_get(a, 'Action') for a in self.actions]}")
             changed = self._changed
-            try:  # woken by _notify(); a short poll also catches state changed by plain assignment
+            # woken by _notify(); a short poll also catches state changed by plain assignment
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(changed.wait(), min(remaining, 0.05))
-            except TimeoutError:
-                pass
 
     async def wait_action(self, name: str, timeout: float = 5.0, *, count: int = 1,
                           where: Callable[[dict], bool] | None = None) -> dict[str, str | list[str]]:
@@ -434,10 +434,8 @@ class FakeAMI:
     def _abort(client: _Client, *, reset: bool) -> None:
         sock = client.writer.get_extra_info("socket")
         if reset and sock is not None:
-            try:
+            with contextlib.suppress(OSError):
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-            except OSError:
-                pass
         client.writer.transport.abort()
 
     async def restart(self, down_seconds: float = 0.4, *, restart: bool = True, reset_window: float = 0.0) -> None:
@@ -486,20 +484,19 @@ class FakeAMI:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._clients.add(client)
         self._notify()
+        # a client that went away, or stop() (asyncio's stream callback would log a cancelled handler),
+        # ends the session quietly
         try:
-            await self._write(client, BANNER)
-            while True:
-                action = await self._read_action(reader)
-                if action is None:
-                    break
-                self.actions.append(action)
-                self._notify()
-                if not await self._dispatch(client, action):
-                    break
-        except (ConnectionError, asyncio.IncompleteReadError):
-            pass
-        except asyncio.CancelledError:
-            pass  # stop(): end quietly (asyncio's stream callback would log a cancelled handler)
+            with contextlib.suppress(ConnectionError, asyncio.IncompleteReadError, asyncio.CancelledError):
+                await self._write(client, BANNER)
+                while True:
+                    action = await self._read_action(reader)
+                    if action is None:
+                        break
+                    self.actions.append(action)
+                    self._notify()
+                    if not await self._dispatch(client, action):
+                        break
         finally:
             self._clients.discard(client)
             if not writer.is_closing():
