@@ -144,18 +144,20 @@ class AMIProtocol(PanoramiskProtocol):
         if not self.banner_seen and not self._banner():
             return
         messages = []
-        while True:
-            end = self.buffer.find(b"\r\n\r\n")
+        buffer, start = self.buffer, 0
+        while True:   # cut complete messages by offset; one trim of the buffer at the end
+            end = buffer.find(b"\r\n\r\n", start)
             if end < 0:
                 break
-            raw = bytes(self.buffer[:end])
-            del self.buffer[:end + 4]
+            raw = bytes(buffer[start:end])
+            start = end + 4
             message = parse_message(raw)
             if message is None:
                 if raw.strip():
                     log.warning("AMI: skipped a block that is neither event nor response: %r", raw[:200])
                 continue
             messages.append(message)
+        del buffer[:start]
         if len(self.buffer) > MAX_MESSAGE_BYTES:
             log.error("AMI: %d bytes without a message end; dropping the link", len(self.buffer))
             self.buffer.clear()
