@@ -50,7 +50,7 @@ VOICEMAIL_SILENCE_SECONDS = 5
 
 # AMI rights of the hotline user: the action and event classes the client uses, nothing more
 # (Asterisk allows an action when the user's write classes share one bit with the action's).
-AMI_READ = ("system", "call", "agent", "user")
+AMI_READ = ("system", "call", "agent", "user", "dialplan")
 AMI_WRITE = ("call", "agent", "originate", "reporting")
 
 INSECURE_DEFAULT = "change-me"

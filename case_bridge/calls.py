@@ -30,8 +30,10 @@ class RecordingRejected(ValueError):
     """A recording path outside the recording spool (never served, never stat'ed)."""
 
 
-def record_call(session: Session, uniqueid: str, ivr: dict[str, Any] | None = None, **fields: Any) -> Call:
-    """Create or update the call `uniqueid` with the given facts (None values are ignored)."""
+def record_call(session: Session, uniqueid: str, ivr: dict[str, Any] | None = None, case_id: int | None = None,
+                **fields: Any) -> Call:
+    """Create or update the call `uniqueid` with the given facts (None values are ignored).
+    `case_id` links a call that is about a case without having created it (a survey callback)."""
     unknown = set(fields) - FIELDS
     if unknown:
         raise TypeError(f"unknown call fields: {', '.join(sorted(unknown))}")
@@ -45,6 +47,8 @@ def record_call(session: Session, uniqueid: str, ivr: dict[str, Any] | None = No
             setattr(call, name, value)
     if ivr:
         call.ivr = {**(call.ivr or {}), **ivr}
+    if case_id is not None:
+        call.case_id = case_id
     if call.case_id is None:
         call.case_id = session.scalar(select(Case.id).where(Case.idempotency_key == uniqueid))
     call.updated_at = utcnow()

@@ -111,6 +111,9 @@ class Settings(BaseSettings):
     # IVR: district choice by key (ordered district codes; [] = no district menu)
     ivr_district_menu: list[str] = []
     ivr_menu_timeout_seconds: float = Field(5.0, gt=0)
+    # when agents take calls (local time); outside, callers are offered the message path. None = always
+    agent_hours_start: time | None = None
+    agent_hours_end: time | None = None
     # satisfaction callbacks: "call" (Originate → AGI survey) or "sms"
     survey_channel: str = Field("call", pattern="^(call|sms)$")
     survey_call_attempts: int = Field(3, ge=1, le=10)
@@ -164,6 +167,8 @@ class Settings(BaseSettings):
         for code in self.ivr_district_menu:
             if not re.fullmatch(r"\d{6}", code):
                 raise ValueError(f"ivr_district_menu entry {code!r} must be a 6-digit district code")
+        if (self.agent_hours_start is None) != (self.agent_hours_end is None):
+            raise ValueError("agent_hours_start and agent_hours_end: set both or neither")
         if "{number}" not in self.survey_dial:
             raise ValueError("survey_dial must contain {number}")
         if self.callback_hours_end <= self.callback_hours_start:

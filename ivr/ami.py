@@ -234,7 +234,7 @@ class AMIClient(Manager):
         self.state = state or CallCentreState()
         self.ping_seconds, self.ping_timeout = ping_seconds, ping_timeout
         self.reconnect_max, self.action_timeout = reconnect_max, action_timeout
-        self.status = "starting"         # connected | unreachable | auth_failed | stopped
+        self.status = "starting"         # connected | reconnecting | unreachable | auth_failed | stopped
         self.last_error = ""
         self.connects = 0
         self.handler_errors = 0
@@ -257,6 +257,8 @@ class AMIClient(Manager):
                 await self.connect_once()
                 delay = 0.5
                 await self._stay_up()
+                if not self._stopping:
+                    self._set_status("reconnecting", "the link to Asterisk was lost")
             except AMIAuthError as exc:
                 self._set_status("auth_failed", str(exc))
                 delay = self.reconnect_max  # retrying a wrong secret fast only fills Asterisk's log
@@ -293,6 +295,8 @@ class AMIClient(Manager):
         if resync:
             await self.resync()
             await self._apply_replay()
+            log.info("AMI logged in (connect #%d, Asterisk Call Manager/%s); resynced %d queues, %d live calls",
+                     self.connects, self.banner.result(), len(self.state.queues), len(self.state.calls))
         self._set_status("connected", "")
 
     async def _stay_up(self) -> None:
@@ -316,7 +320,8 @@ class AMIClient(Manager):
         self.protocol = None
 
     def lost(self, exc: Exception | None) -> None:
-        log.warning("AMI link to %s:%s lost%s", self.config["host"], self.config["port"], f": {exc}" if exc else "")
+        if not self._stopping:
+            log.warning("AMI link to %s:%s lost%s", self.config["host"], self.config["port"], f": {exc}" if exc else "")
         if self._lost is not None:
             self._lost.set()
 

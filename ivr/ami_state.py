@@ -19,6 +19,7 @@ from datetime import datetime, timezone
 from typing import Any, Callable, Mapping
 
 Notice = tuple[str, dict[str, Any]]
+TRANSFER_CONTEXT = "hotline-transfer"   # where AMI Redirect puts a live caller (asterisk_conf)
 
 MEMBER_STATUS = {"0": "unknown", "1": "idle", "2": "in_use", "3": "busy", "4": "invalid",
                  "5": "unavailable", "6": "ringing", "7": "ring_in_use", "8": "on_hold"}
@@ -37,6 +38,10 @@ def _num(value: Any, scale: float = 1.0) -> float | None:
         return float(value) / scale
     except (TypeError, ValueError):
         return None
+
+
+def _first(value: Any) -> Any:
+    return value[0] if isinstance(value, list) else value
 
 
 def _shallow(obj: Any) -> dict[str, Any]:
@@ -212,12 +217,14 @@ class CallCentreState:
     def _user_event(self, e: Mapping[str, Any]) -> list[Notice]:
         if e.get("UserEvent") != "HotlineVoicemail":
             return []
-        uid = e.get("Uniqueid", "")
+        # a dialplan UserEvent carries the channel's own headers; a header the dialplan repeats
+        # arrives as a list, of which the channel's (first) one counts
+        uid, path = _first(e.get("Uniqueid", "")), _first(e.get("File"))
         call = self.calls.get(uid)
         if call is not None:
             call.outcome = "voicemail"
-            call.voicemail_path = e.get("File")
-        return [("call.voicemail", {"uniqueid": uid, "caller": _known(e.get("Caller")), "path": e.get("File")})]
+            call.voicemail_path = path
+        return [("call.voicemail", {"uniqueid": uid, "caller": _known(_first(e.get("Caller"))), "path": path})]
 
     # ---------------------------------------------------------------------------- queues
     def _join(self, e: Mapping[str, Any]) -> list[Notice]:
@@ -238,12 +245,17 @@ class CallCentreState:
         uid, qname = e.get("Uniqueid", ""), e.get("Queue", "")
         q = self.queue(qname)
         q.waiting.pop(uid, None)
-        q.abandoned += 1
         call = self.calls.get(uid)
+        wait = _num(e.get("HoldTime"))
+        if e.get("Context") == TRANSFER_CONTEXT:   # Redirect out of the queue: moved, not given up
+            if call is not None:
+                call.outcome = "transferred"
+            return [("call.transferred", {"uniqueid": uid, "from_queue": qname, "wait_seconds": wait})]
+        q.abandoned += 1
         if call is not None:
             call.outcome = "abandoned"
-            call.wait_seconds = _num(e.get("HoldTime"))
-        return [("call.abandoned", {"uniqueid": uid, "queue": qname, "wait_seconds": _num(e.get("HoldTime"))})]
+            call.wait_seconds = wait
+        return [("call.abandoned", {"uniqueid": uid, "queue": qname, "wait_seconds": wait})]
 
     def _agent_called(self, e: Mapping[str, Any]) -> list[Notice]:
         return [("call.agent_called", {"uniqueid": e.get("Uniqueid"), "queue": e.get("Queue"),

@@ -1,6 +1,7 @@
 """The call flows, written as the call script reads.
 
-`inbound` answers a citizen calling 12319; `survey` asks a citizen called back about a closed
+`inbound` answers a citizen calling 12319 (intents: report, progress→done, consult, agent, and
+closed outside `agent_hours`); `survey` asks a citizen called back about a closed
 case. Each flow reads keys through the `AGICall`, asks the case core through `IVRServices`
 (never touching the database itself), and keeps what it learned in a `CallNotes` that is
 saved in a `finally` — so a caller who hangs up at any point leaves a complete record of how
@@ -74,14 +75,17 @@ async def inbound(call: "AGICall", svc: "IVRServices") -> None:
         notes.intent = await main_menu(call, svc, notes)
         if notes.intent == "progress":
             notes.intent = await progress(call, svc, caller, notes)
+        if notes.intent in ("report", "consult", "agent") and not svc.agents_on_duty():
+            notes.intent = "closed"   # the dialplan says so and offers to take a message
         if notes.intent in ("report", "consult", "agent") and svc.district_menu:
             await choose_district(call, svc, notes)
-        notes.queue = notes.queue or svc.city_queue
+        if notes.intent not in ("done", "closed"):
+            notes.queue = notes.queue or svc.city_queue
         await call.set_variable("HOTLINE_INTENT", notes.intent)
-        await call.set_variable("HOTLINE_QUEUE", notes.queue if notes.intent != "done" else "")
+        await call.set_variable("HOTLINE_QUEUE", notes.queue or "")
         await call.set_variable("HOTLINE_CASE", notes.asked_case or "")
         await call.set_variable("HOTLINE_DISTRICT", notes.district_code or "")
-        if notes.intent != "done":
+        if notes.queue:
             await play(call, svc, "transfer_agent")
     finally:
         await svc.call_notes(call.uniqueid, notes)
@@ -147,6 +151,8 @@ async def survey(call: "AGICall", svc: "IVRServices") -> None:
     await svc.call_started(call, svc.caller_number(call.caller), direction="survey")
     try:
         case = await svc.survey_case(number)
+        if case is not None:   # the citizen's number and the case, not the 12319 caller ID we sent
+            await svc.survey_call_of(call.uniqueid, case)
         if case is None:
             log.warning("survey call %s: no case %r awaiting a survey", call.uniqueid, number)
             await play(call, svc, "goodbye")

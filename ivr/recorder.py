@@ -52,7 +52,7 @@ class CallRecorder:
             return uid, None, {"agent": data.get("agent"), "queue": data.get("queue"),
                                "wait_seconds": data.get("wait_seconds")}
         if topic == "call.voicemail":
-            return uid, {"voicemail": data.get("path")}, {"outcome": "voicemail"}
+            return uid, {"voicemail": self.spool_relative(uid, data.get("path"))}, {"outcome": "voicemail"}
         values = {k: data.get(k) for k in ("linkedid", "channel", "caller_name", "dialled", "queue", "agent",
                                            "wait_seconds", "talk_seconds", "hangup_cause", "outcome")}
         values["caller"] = self.number(data.get("caller"))
@@ -60,7 +60,8 @@ class CallRecorder:
             values[k] = datetime.fromisoformat(data[k]) if data.get(k) else None
         if data.get("recording_path"):
             values.update(self.recording(uid, data["recording_path"]))
-        return uid, ({"voicemail": data["voicemail_path"]} if data.get("voicemail_path") else None), values
+        voicemail = self.spool_relative(uid, data.get("voicemail_path"))
+        return uid, ({"voicemail": voicemail} if voicemail else None), values
 
     def recording(self, uid: str, path: str) -> dict[str, Any]:
         try:
@@ -69,6 +70,16 @@ class CallRecorder:
             log.error("call %s: %s", uid, exc)
             return {}
         return {"recording_path": relative, "recording_bytes": size, "recording_seconds": seconds}
+
+    def spool_relative(self, uid: str, path: str | None) -> str | None:
+        """A message recording's path as stored: relative to the spool, like call recordings."""
+        if not path:
+            return None
+        try:
+            return recording_facts(path, self.settings.asterisk_spool_dir)[0]
+        except RecordingRejected as exc:
+            log.error("call %s: voicemail %s", uid, exc)
+            return None
 
     def number(self, raw: str | None) -> str | None:
         if not raw:

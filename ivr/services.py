@@ -11,6 +11,7 @@ import logging
 import os
 import re
 from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
@@ -30,6 +31,10 @@ if TYPE_CHECKING:
     from ivr.prompts import Catalogue
 
 log = logging.getLogger(__name__)
+
+
+def _known(value: str | None) -> str | None:
+    return None if not value or value.lower() in ("unknown", "anonymous", "<unknown>") else value
 
 
 @dataclass(frozen=True)
@@ -79,9 +84,9 @@ class IVRServices:
 
     # ------------------------------------------------------------------------ call record
     async def call_started(self, call: "AGICall", caller: str | None, direction: str) -> None:
-        fields = dict(direction=direction, channel=call.headers.get("agi_channel"), caller=caller or call.caller[:40],
-                      caller_name=(call.caller_name or "")[:80] or None, dialled=call.headers.get("agi_dnid"),
-                      started_at=utcnow())
+        fields = dict(direction=direction, channel=call.headers.get("agi_channel"),
+                      caller=caller or _known(call.caller[:40]), caller_name=_known(call.caller_name[:80]),
+                      dialled=_known(call.headers.get("agi_dnid")), started_at=utcnow())
         await asyncio.to_thread(self._record, call.uniqueid, None, fields)
         await self._publish("call.ivr_started", {"uniqueid": call.uniqueid, "caller": caller, "direction": direction})
 
@@ -98,6 +103,21 @@ class IVRServices:
     def _record(self, uniqueid: str, ivr: dict[str, Any] | None, fields: dict[str, Any]) -> None:
         with self.db.session() as s:
             record_call(s, uniqueid, ivr=ivr, **fields)
+
+    async def survey_call_of(self, uniqueid: str, case: CaseBrief) -> None:
+        await asyncio.to_thread(self._survey_call_of, uniqueid, case.number)
+
+    def _survey_call_of(self, uniqueid: str, number: str) -> None:
+        with self.db.session() as s:
+            case_id, phone = s.execute(select(Case.id, Case.caller_phone).where(Case.number == number)).one()
+            record_call(s, uniqueid, case_id=case_id, caller=phone, dialled=phone)
+
+    def agents_on_duty(self, now: datetime | None = None) -> bool:
+        start, end = self.settings.agent_hours_start, self.settings.agent_hours_end
+        if start is None or end is None:
+            return True
+        local = (now or utcnow()).astimezone(self.settings.zone).time()
+        return start <= local < end if start < end else (local >= start or local < end)  # may span midnight
 
     async def _publish(self, topic: str, data: dict[str, Any]) -> None:
         if self.bus is not None:

@@ -326,3 +326,46 @@ async def test_a_live_caller_is_transferred_to_a_district_queue(settings, db, pb
     redirect = [a for a in pbx.actions if a["Action"] == "Redirect"][0]
     assert (redirect["Channel"], redirect["Context"], redirect["Exten"]) == ("PJSIP/trunk-00000007",
                                                                             "hotline-transfer", "district-440304")
+
+
+CHANNEL_HEADERS = (b"Channel: PJSIP/trunk-00000009\r\nChannelState: 6\r\nChannelStateDesc: Up\r\n"
+                   b"CallerIDNum: 13800138000\r\nCallerIDName: \xe5\xbc\xa0\xe4\xb8\x89\r\nContext: hotline-voicemail\r\n"
+                   b"Exten: s\r\nPriority: 7\r\nUniqueid: 8.1\r\nLinkedid: 8.1\r\n")
+
+
+@pytest.mark.parametrize("repeated_uniqueid", [False, True])
+async def test_a_voicemail_as_the_real_pbx_reports_it(pbx, link, db, settings, tmp_path, repeated_uniqueid):
+    """A dialplan UserEvent carries the channel's own headers; an extra Uniqueid makes a list."""
+    settings.asterisk_spool_dir = tmp_path / "spool"
+    recorder = CallRecorder(settings, db)
+    recorder.attach(link.bus)
+    file = f"{tmp_path}/spool/voicemail/2026/11/21/8.1.wav".encode()
+    await pbx.push(b"Event: Newchannel\r\n" + CHANNEL_HEADERS + b"\r\n")
+    await pbx.push(b"Event: UserEvent\r\nPrivilege: user,all\r\n" + CHANNEL_HEADERS + b"UserEvent: HotlineVoicemail\r\n"
+                   + (b"Uniqueid: 8.1\r\n" if repeated_uniqueid else b"") + b"Caller: 13800138000\r\nFile: " + file
+                   + b"\r\nStatus: SILENCE\r\n\r\n")
+    await pbx.push(b"Event: Hangup\r\n" + CHANNEL_HEADERS + b"Cause: 16\r\nCause-txt: Normal Clearing\r\n\r\n")
+    await until(lambda: link.seen.of("call.ended") and recorder.written >= 3, what="call end")
+    assert link.seen.of("call.voicemail")[0]["uniqueid"] == "8.1"
+    assert link.handler_errors == 0
+    with db.session() as s:
+        call = s.scalar(select(Call).where(Call.uniqueid == "8.1"))
+        assert call.outcome == "voicemail" and call.ivr["voicemail"] == "voicemail/2026/11/21/8.1.wav"
+
+
+async def test_a_redirect_out_of_the_queue_is_a_transfer_not_an_abandon(pbx, link):
+    await pbx.push(b"Event: Newchannel\r\n" + CHANNEL_HEADERS + b"\r\n")
+    await pbx.push(b"Event: QueueCallerJoin\r\n" + CHANNEL_HEADERS + b"Queue: city\r\nPosition: 1\r\nCount: 1\r\n\r\n")
+    moved = CHANNEL_HEADERS.replace(b"Context: hotline-voicemail", b"Context: hotline-transfer")
+    await pbx.push(b"Event: QueueCallerAbandon\r\n" + moved + b"Queue: city\r\nPosition: 1\r\nOriginalPosition: 1\r\n"
+                   b"HoldTime: 16\r\n\r\n")
+    await until(lambda: link.seen.of("call.transferred"), what="transfer")
+    assert link.state.queues["city"].abandoned == 0 and link.seen.of("call.abandoned") == []
+    assert link.state.calls["8.1"].outcome == "transferred"
+
+
+async def test_a_lost_link_shows_as_reconnecting_then_connected(pbx, link):
+    await pbx.drop()
+    await until(lambda: link.connects == 2 and link.status == "connected", what="reconnect")
+    statuses = [d["status"] for d in link.seen.of("pbx.status")]
+    assert statuses == ["connected", "reconnecting", "connected"]

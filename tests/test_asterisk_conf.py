@@ -65,7 +65,7 @@ def parse_conf(text: str) -> list[Section]:
         if head:
             sections.append(Section(head.group(1), head.group(2)))
             continue
-        entry = re.fullmatch(r"([A-Za-z0-9_-]+)\s*(=>|=)\s*(.*)", line)
+        entry = re.fullmatch(r"([A-Za-z0-9_-]+(?:\(.*\))?)\s*(=>|=)\s*(.*)", line)   # eventfilter(…) = …
         assert entry, f"line {n} is neither a section nor `key = value`: {raw!r}"
         assert sections, f"line {n} comes before any section: {raw!r}"
         sections[-1].entries.append((entry.group(1), entry.group(2), entry.group(3)))
@@ -327,8 +327,8 @@ def test_queue_template_settings():
     _, files = rendered(queue_wrapup_seconds=20, queue_announce_seconds=45)
     template = next(sec for sec in parse_conf(files["queues.conf"]) if sec.options == "!")
     expect = {"strategy": "rrmemory", "timeout": "15", "retry": "5", "wrapuptime": "20", "joinempty": "yes",
-              "leavewhenempty": "no", "ringinuse": "no", "announce-frequency": "45", "announce-holdtime": "yes",
-              "announce-position": "yes", "musicclass": "default", "setinterfacevar": "yes",
+              "leavewhenempty": "no", "ringinuse": "no", "announce-frequency": "45", "announce-holdtime": "no",
+              "announce-position": "no", "musicclass": "default", "setinterfacevar": "yes",
               "setqueueentryvar": "yes", "maxlen": "0", "servicelevel": "20", "reportholdtime": "no"}
     assert {k: template.one(k) for k in expect} == expect
     general = by_name(parse_conf(files["queues.conf"]))["general"][0]
@@ -378,7 +378,8 @@ def test_voicemail_records_under_the_spool_dir_and_tells_the_ami_client():
     name, *headers = event.argv
     fields = dict(h.split(": ", 1) for h in headers)
     assert name == "HotlineVoicemail"
-    assert fields["Uniqueid"] == "${UNIQUEID}" and fields["File"] == "${HOTLINE_VM_FILE}"
+    # Asterisk adds the channel's Uniqueid itself: a second one would arrive as a list
+    assert "Uniqueid" not in fields and fields["File"] == "${HOTLINE_VM_FILE}"
     assert "CALLERID(num)" in fields["Caller"] and fields["Caller"].startswith("${FILTER(0-9+,")
     assert [st.app for st in vm][-2:] == ["Playback", "Hangup"]
     assert prompt_id(s, vm[-2].argv[0]) == "voicemail_thanks"
@@ -420,7 +421,9 @@ def test_manager_conf_is_minimal_and_from_the_settings():
     assert permits == [ipaddress.ip_network("10.1.2.0/24"), ipaddress.ip_network("127.0.0.1/32")]
     read, write = set(user.one("read").split(",")), set(user.one("write").split(","))
     assert "all" not in read | write
-    assert {"system", "call", "agent", "user"} <= read <= {"system", "call", "agent", "user", "reporting"}
+    assert {"system", "call", "agent", "user", "dialplan"} <= read <= {"system", "call", "agent", "user", "dialplan"}
+    filters = [k for k, _, v in user.entries if k.startswith("eventfilter(")]   # only the VarSets we use
+    assert "eventfilter(action(exclude),name(Newexten))" in filters and len(filters) == 2
     assert {"call", "agent", "originate"} <= write
     assert not write & {"system", "command", "config", "all"}
     assert user.one("writetimeout") == "5000"

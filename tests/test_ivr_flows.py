@@ -194,3 +194,41 @@ async def test_survey_for_a_case_not_awaiting_one(line, db, core):
     with db.session() as s:
         assert s.scalar(select(Case.satisfaction).where(Case.number == number)) is None
         assert not s.scalars(select(CaseEvent).where(CaseEvent.action == "record_satisfaction")).all()
+
+
+async def test_outside_agent_hours_callers_are_offered_a_message(settings, db, core):
+    from datetime import datetime, timedelta
+    later = datetime.now(settings.zone) + timedelta(hours=2)   # agents come in two hours from now
+    settings.agent_hours_start, settings.agent_hours_end = later.time(), (later + timedelta(hours=1)).time()
+    svc = IVRServices(settings, db, core, catalogue=load_catalogue())
+    server = AGIServer()
+    server.add_route("inbound", functools.partial(flows.inbound, svc=svc))
+    srv = await server.start("127.0.0.1", 0)
+    port = srv.sockets[0].getsockname()[1]
+    try:
+        closed = await AGIPeer("127.0.0.1", port, keys=["1"], uniqueid="u-closed").run()
+        progress = await AGIPeer("127.0.0.1", port, keys=["2", "#", ""], uniqueid="u-done").run()
+    finally:
+        await server.close(srv)
+    assert closed.variables["HOTLINE_INTENT"] == "closed" and closed.variables["HOTLINE_QUEUE"] == ""
+    assert "transfer_agent" not in prompts(closed)
+    assert progress.variables["HOTLINE_INTENT"] == "done"     # the progress query still works
+    assert stored_call(db, "u-closed").queue is None and stored_call(db, "u-done").queue is None
+
+
+async def test_a_survey_call_is_recorded_with_the_citizen_and_the_case(line, db, closeable):
+    number = closeable()
+    await line(["1"], script="survey", variables=survey_vars(number), caller="12319", uniqueid="s-link")
+    call = stored_call(db, "s-link")
+    with db.session() as s:
+        case_id = s.scalar(select(Case.id).where(Case.number == number))
+    assert (call.caller, call.case_id, call.direction) == ("+8613800138000", case_id, "survey")
+
+
+def test_agent_hours_may_span_midnight(settings, db, core):
+    from datetime import datetime, time, timezone
+    settings.agent_hours_start, settings.agent_hours_end = time(22, 0), time(6, 0)
+    svc = IVRServices(settings, db, core)
+    at = lambda h: datetime(2026, 11, 23, h, 0, tzinfo=settings.zone).astimezone(timezone.utc)  # noqa: E731
+    assert [svc.agents_on_duty(at(h)) for h in (21, 22, 23, 0, 5, 6, 12)] == [False, True, True, True, True,
+                                                                             False, False]
