@@ -342,7 +342,8 @@ class AMIClient(Manager):
         changed = status != self.status
         self.status, self.last_error = status, error
         if changed:
-            (log.info if status == "connected" else log.warning)("AMI %s %s", status, error)
+            (log.info if status in ("connected", "stopped") else log.warning)("AMI %s%s", status,
+                                                                                f": {error}" if error else "")
             self._notify([("pbx.status", {"status": status, "error": error})])
 
     # ------------------------------------------------------------------------- actions

@@ -40,6 +40,11 @@ def _num(value: Any, scale: float = 1.0) -> float | None:
         return None
 
 
+def _dialled(exten: Any) -> str | None:
+    """The number dialled; `s` is the start extension an Originate or a trunk without DID lands on."""
+    return None if exten == "s" else _known(exten)
+
+
 def _first(value: Any) -> Any:
     return value[0] if isinstance(value, list) else value
 
@@ -177,7 +182,7 @@ class CallCentreState:
         if uid in self.calls:
             return []
         call = self.calls[uid] = LiveCall(uid, linked or uid, name, caller=_known(e.get("CallerIDNum")),
-                                         caller_name=_known(e.get("CallerIDName")), dialled=_known(e.get("Exten")),
+                                         caller_name=_known(e.get("CallerIDName")), dialled=_dialled(e.get("Exten")),
                                          started_at=_time(e))
         return [("call.started", {"uniqueid": uid, "caller": call.caller, "caller_name": call.caller_name,
                                   "channel": name, "dialled": call.dialled})]
@@ -247,7 +252,9 @@ class CallCentreState:
         q.waiting.pop(uid, None)
         call = self.calls.get(uid)
         wait = _num(e.get("HoldTime"))
-        if e.get("Context") == TRANSFER_CONTEXT:   # Redirect out of the queue: moved, not given up
+        # a Redirect out of the queue lands at priority 1 of hotline-transfer: moved, not given up
+        # (a caller who gives up in a district queue after a transfer is at its Queue() priority)
+        if e.get("Context") == TRANSFER_CONTEXT and str(e.get("Priority")) == "1":
             if call is not None:
                 call.outcome = "transferred"
             return [("call.transferred", {"uniqueid": uid, "from_queue": qname, "wait_seconds": wait})]

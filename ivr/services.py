@@ -85,7 +85,9 @@ class IVRServices:
     # ------------------------------------------------------------------------ call record
     async def call_started(self, call: "AGICall", caller: str | None, direction: str) -> None:
         fields = dict(direction=direction, channel=call.headers.get("agi_channel"),
-                      caller=caller or _known(call.caller[:40]), caller_name=_known(call.caller_name[:80]),
+                      caller=caller or _known(call.caller[:40]),
+                      # a survey leg shows our own outgoing caller ID, not the citizen's
+                      caller_name=_known(call.caller_name[:80]) if direction != "survey" else None,
                       dialled=_known(call.headers.get("agi_dnid")), started_at=utcnow())
         await asyncio.to_thread(self._record, call.uniqueid, None, fields)
         await self._publish("call.ivr_started", {"uniqueid": call.uniqueid, "caller": caller, "direction": direction})

@@ -356,12 +356,20 @@ async def test_a_voicemail_as_the_real_pbx_reports_it(pbx, link, db, settings, t
 async def test_a_redirect_out_of_the_queue_is_a_transfer_not_an_abandon(pbx, link):
     await pbx.push(b"Event: Newchannel\r\n" + CHANNEL_HEADERS + b"\r\n")
     await pbx.push(b"Event: QueueCallerJoin\r\n" + CHANNEL_HEADERS + b"Queue: city\r\nPosition: 1\r\nCount: 1\r\n\r\n")
-    moved = CHANNEL_HEADERS.replace(b"Context: hotline-voicemail", b"Context: hotline-transfer")
+    moved = CHANNEL_HEADERS.replace(b"Context: hotline-voicemail", b"Context: hotline-transfer").replace(
+        b"Priority: 7", b"Priority: 1")   # what the real PBX sends when a Redirect takes the caller out
     await pbx.push(b"Event: QueueCallerAbandon\r\n" + moved + b"Queue: city\r\nPosition: 1\r\nOriginalPosition: 1\r\n"
                    b"HoldTime: 16\r\n\r\n")
     await until(lambda: link.seen.of("call.transferred"), what="transfer")
     assert link.state.queues["city"].abandoned == 0 and link.seen.of("call.abandoned") == []
     assert link.state.calls["8.1"].outcome == "transferred"
+    # then the caller gives up waiting in the district queue: that is an abandon
+    await pbx.push(b"Event: QueueCallerJoin\r\n" + moved + b"Queue: district-440304\r\nPosition: 1\r\nCount: 1\r\n\r\n")
+    gave_up = moved.replace(b"Priority: 1", b"Priority: 3")
+    await pbx.push(b"Event: QueueCallerAbandon\r\n" + gave_up + b"Queue: district-440304\r\nPosition: 1\r\n"
+                   b"OriginalPosition: 1\r\nHoldTime: 5\r\n\r\n")
+    await until(lambda: link.seen.of("call.abandoned"), what="abandon")
+    assert link.state.calls["8.1"].outcome == "abandoned" and link.state.queues["district-440304"].abandoned == 1
 
 
 async def test_a_lost_link_shows_as_reconnecting_then_connected(pbx, link):
