@@ -1,6 +1,7 @@
 """The inbound and survey call flows, driven over a real socket by the Asterisk-side peer."""
 from __future__ import annotations
 
+import contextlib
 import functools
 from pathlib import PurePath
 
@@ -17,9 +18,10 @@ from ivr.services import IVRServices
 from tests.support.cases import CALLER, closed_case, new_case
 
 
-@pytest.fixture
-async def line(settings, db, core):
-    """Our FastAGI server with the product's flows, on an ephemeral port; yields a call() helper."""
+@contextlib.asynccontextmanager
+async def serving_flows(settings, db, core):
+    """Our FastAGI server with the product's flows (built from `settings` as they are now), on an
+    ephemeral port; yields a call() helper that plays one call into it."""
     with db.session() as s:
         seed_units(s)
     svc = IVRServices(settings, db, core, catalogue=load_catalogue())
@@ -34,8 +36,16 @@ async def line(settings, db, core):
         kw.setdefault("uniqueid", f"1795240673.{next(counter)}")
         return await AGIPeer("127.0.0.1", port, script, caller=caller, keys=list(keys), **kw).run()
     call.server = server
-    yield call
-    await server.close(srv)
+    try:
+        yield call
+    finally:
+        await server.close(srv)
+
+
+@pytest.fixture
+async def line(settings, db, core):
+    async with serving_flows(settings, db, core) as call:
+        yield call
 
 
 def prompts(result) -> list[str]:
@@ -112,18 +122,9 @@ async def test_no_cases_and_anonymous_callers(line):
 
 async def test_district_choice_by_key(settings, db, core):
     settings.ivr_district_menu = ["440303", "440304", "440305"]
-    with db.session() as s:
-        seed_units(s)
-    svc = IVRServices(settings, db, core, catalogue=load_catalogue())
-    server = AGIServer()
-    server.add_route("inbound", functools.partial(flows.inbound, svc=svc))
-    srv = await server.start("127.0.0.1", 0)
-    port = srv.sockets[0].getsockname()[1]
-    try:
-        chosen = await AGIPeer("127.0.0.1", port, keys=["1", "2"], uniqueid="u-d").run()
-        unsure = await AGIPeer("127.0.0.1", port, keys=["1", "#"], uniqueid="u-d2").run()
-    finally:
-        await server.close(srv)
+    async with serving_flows(settings, db, core) as call:
+        chosen = await call(["1", "2"], uniqueid="u-d")
+        unsure = await call(["1", "#"], uniqueid="u-d2")
     assert chosen.variables["HOTLINE_QUEUE"] == "district-440304"
     assert chosen.variables["HOTLINE_DISTRICT"] == "440304"
     assert ["district_440303", "press", "digit_1"] == prompts(chosen)[prompts(chosen).index("district_menu") + 1:][:3]
@@ -200,16 +201,9 @@ async def test_outside_agent_hours_callers_are_offered_a_message(settings, db, c
     from datetime import datetime, timedelta
     later = datetime.now(settings.zone) + timedelta(hours=2)   # agents come in two hours from now
     settings.agent_hours_start, settings.agent_hours_end = later.time(), (later + timedelta(hours=1)).time()
-    svc = IVRServices(settings, db, core, catalogue=load_catalogue())
-    server = AGIServer()
-    server.add_route("inbound", functools.partial(flows.inbound, svc=svc))
-    srv = await server.start("127.0.0.1", 0)
-    port = srv.sockets[0].getsockname()[1]
-    try:
-        closed = await AGIPeer("127.0.0.1", port, keys=["1"], uniqueid="u-closed").run()
-        progress = await AGIPeer("127.0.0.1", port, keys=["2", "#", ""], uniqueid="u-done").run()
-    finally:
-        await server.close(srv)
+    async with serving_flows(settings, db, core) as call:
+        closed = await call(["1"], uniqueid="u-closed")
+        progress = await call(["2", "#", ""], uniqueid="u-done")
     assert closed.variables["HOTLINE_INTENT"] == "closed" and closed.variables["HOTLINE_QUEUE"] == ""
     assert "transfer_agent" not in prompts(closed)
     assert progress.variables["HOTLINE_INTENT"] == "done"     # the progress query still works
