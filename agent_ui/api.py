@@ -24,6 +24,7 @@ from case_bridge import ActionIn, CaseCore, CaseOut, HandlingUnit, NewCase, kpi_
 from case_bridge.duplicates import dismiss
 from case_bridge.schemas import NO_NUL
 from hotline.accounts import Actor
+from sms import inbox as sms_work
 
 router = APIRouter(prefix="/api/v1")
 ActorDep = Annotated[Actor, Depends(api_actor)]
@@ -180,3 +181,43 @@ def telephony(request: Request, actor: ActorDep) -> dict:
         return {"running": False}
     board = service.ami.state.wallboard() if service.ami is not None else {}
     return {"running": True, **service.status(), "wallboard": board}
+
+
+ItemId = Annotated[int, Path(ge=1, le=2**31 - 1)]
+
+
+@router.get("/sms/inbox", tags=["sms"], responses={401: {}, 403: {}})
+def sms_inbox(request: Request, actor: ActorDep) -> list[dict]:
+    """Reports by SMS waiting for an agent: located, with a suggested category, oldest first."""
+    require_role(actor, "agent", "dispatcher", "supervisor", "admin")
+    with request.app.state.db.session() as session:
+        return sms_work.open_items(session)
+
+
+@router.post("/sms/inbox/{item_id}/case", tags=["sms"], response_model=CaseOut, status_code=201,
+             responses={**BAD_BODY, 401: {}, 403: {}, 404: {}, 422: {}})
+def sms_to_case(request: Request, actor: ActorDep, item_id: ItemId, data: NewCase) -> CaseOut:
+    """Turn an SMS work item into a case (channel sms, the sender as caller)."""
+    require_role(actor, "agent", "dispatcher", "supervisor")
+    core = _core(request)
+    with request.app.state.db.session() as session:
+        try:
+            case = sms_work.convert(session, core, item_id, actor, data)
+        except sms_work.WorkItemError as exc:
+            raise HTTPException(404, str(exc)) from None
+        return core.to_out(session, case, actor)
+
+
+@router.post("/sms/inbox/{item_id}/merge/{number}", tags=["sms"], response_model=CaseOut,
+             responses={401: {}, 403: {}, 404: {}})
+def sms_merge(request: Request, actor: ActorDep, item_id: ItemId,
+              number: Annotated[str, Path(max_length=24, pattern=NO_NUL)]) -> CaseOut:
+    """The work item reports an open case: it joins that case's timeline."""
+    require_role(actor, "agent", "dispatcher", "supervisor")
+    core = _core(request)
+    with request.app.state.db.session() as session:
+        try:
+            case = sms_work.merge(session, core, item_id, number, actor)
+        except sms_work.WorkItemError as exc:
+            raise HTTPException(404, str(exc)) from None
+        return core.to_out(session, case, actor)

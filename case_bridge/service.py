@@ -395,6 +395,11 @@ class CaseCore:
             return Case.handling_unit_code == actor.unit_code
         return True
 
+    def add_note(self, session: Session, case: Case, actor: Actor, action: str, note: str,
+                 data: dict | None = None) -> CaseEvent:
+        """A timeline entry that changes no state (an SMS merged into the case, say)."""
+        return self._event(session, case, actor, action, case.state, case.state, note, data or {})
+
     def get_case(self, session: Session, number: str, actor: Actor) -> Case:
         case = session.scalar(select(Case).where(Case.number == number, self.visible(actor)))
         if case is None:

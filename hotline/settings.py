@@ -120,6 +120,25 @@ class Settings(BaseSettings):
     survey_ring_seconds: int = Field(30, ge=5, le=120)
     survey_dial: str = "PJSIP/{number}@trunk"  # how a citizen's number is dialled out
 
+    # SMS: the connector to the operator / aggregator (SMPP 3.4 first)
+    sms_connector: str = Field("smpp", pattern="^(smpp)$")
+    smpp_host: str = "127.0.0.1"
+    smpp_port: int = Field(2775, ge=1, le=65535)
+    smpp_system_id: str = Field("hotline", max_length=15)
+    smpp_password: str = Field("secret", max_length=8)         # SMPP 3.4 allows 8 characters
+    smpp_system_type: str = Field("", max_length=12)
+    sms_source_addr: str = "12319"             # the service number texts come from and go to
+    smpp_window: int = Field(10, ge=1, le=1000)                # submit_sm outstanding at once
+    smpp_rate_per_second: float = Field(100.0, ge=0)           # per connection; 0 = no cap
+    smpp_enquire_link_seconds: float = Field(30.0, gt=0)
+    smpp_reconnect_max_seconds: float = Field(30.0, gt=0)
+    # non-urgent texts wait out the quiet hours (local time)
+    sms_quiet_start: time = time(21, 0)
+    sms_quiet_end: time = time(8, 0)
+    # a burst from one number becomes one work item
+    sms_flood_window_seconds: int = Field(600, ge=1)
+    sms_templates_dir: Path | None = None      # replaces the packaged sms/templates
+
     @classmethod
     def settings_customise_sources(
         cls,

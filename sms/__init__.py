@@ -1,4 +1,5 @@
 """The SMS channel: connectors (SMPP first), inbound classification, outbound from the outbox.
 
-Arrives with the SMS issue; it builds on `case_bridge` and `hotline`.
+- `inbound.receive`: store an MO once and classify it (opt-out, survey answer, progress query, report).
+- `inbox`: the agents' SMS work list (open items, to a case, merged into a case).
 """
