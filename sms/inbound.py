@@ -23,13 +23,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import select
+from sqlalchemy import text as sql
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from case_bridge import ActionIn, Case, CaseCore, WorkflowError, outbox
 from case_bridge.models import CaseCounter, OutboxItem, SmsMessage, SmsOptOut, SmsWorkItem
 from case_bridge.placement import placement_summary
 from hotline.accounts import SYSTEM
-from hotline.db import utcnow
 from hotline.phone import InvalidPhoneNumber, normalise
 from hotline.settings import Settings
 
@@ -54,7 +55,7 @@ class MO:
 
 @dataclass(frozen=True)
 class Outcome:
-    kind: str               # duplicate | opt_out | survey_answer | progress | report | unusable
+    kind: str               # duplicate | opt_out | survey_answer | progress | report | unusable | empty
     message_id: int | None = None
     case_number: str | None = None
     work_item: str | None = None
@@ -78,34 +79,44 @@ def citizen(source: str, settings: Settings) -> str | None:
 
 
 def receive(session: Session, core: CaseCore, settings: Settings, mo: MO) -> Outcome:
-    phone = citizen(mo.source, settings)
-    at = mo.at or utcnow()
+    source = (mo.source or "").replace("\x00", "")[:40]
+    service_addr = (mo.service_addr or "").replace("\x00", "")[:21]
+    phone = citizen(source, settings)
+    at = mo.at or core.now()
     text = (mo.text or "").replace("\x00", "")
     flags = {}
     if len(text) > MAX_TEXT:
         flags = {"truncated_from": len(text)}
         text = text[:MAX_TEXT]
-    key = f"smsc:{mo.smsc_id}" if mo.smsc_id else "text:" + hashlib.sha256(
-        f"{mo.source}|{text}|{at.replace(second=0, microsecond=0).isoformat()}".encode()).hexdigest()
-    if session.scalar(select(SmsMessage.id).where(SmsMessage.dedupe_key == key)) is not None:
-        return Outcome("duplicate")
+    key = f"smsc:{mo.smsc_id}"[:160] if mo.smsc_id else "text:" + hashlib.sha256(
+        f"{phone or source}|{text}|{at.replace(second=0, microsecond=0).isoformat()}".encode()).hexdigest()
+    if phone is not None:
+        _serialise(session, phone)   # one number's messages are taken one at a time (bursts, opt-outs)
     if session.scalar(select(SmsMessage.id).where(
-            SmsMessage.direction == "in", SmsMessage.phone == (phone or mo.source), SmsMessage.text == text,
+            SmsMessage.direction == "in", SmsMessage.phone == (phone or source), SmsMessage.text == text,
             SmsMessage.at > at - RESEND_WINDOW).limit(1)) is not None:
         return Outcome("duplicate")   # the same text again, resent by the SMSC under a new id
-    message = SmsMessage(direction="in", dedupe_key=key, phone=phone or (mo.source or "")[:40],
-                         service_addr=(mo.service_addr or "")[:21], text=text, at=at, data=flags)
-    session.add(message)
-    session.flush()
+    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+    message_id = session.scalar(dialect.insert(SmsMessage).values(
+        direction="in", dedupe_key=key, phone=phone or source, service_addr=service_addr, text=text, at=at,
+        status="stored", parts=1, data=flags).on_conflict_do_nothing(index_elements=["dedupe_key"])
+        .returning(SmsMessage.id))
+    if message_id is None:
+        return Outcome("duplicate")   # this SMSC id was stored already (perhaps just now, by another worker)
+    message = session.get(SmsMessage, message_id)
     if phone is None:   # not a number we can answer: kept for the agents, nothing sent
         message.kind = "unusable"
         log.warning("SMS from %r: not a citizen's number; stored as message %s", mo.source, message.id)
         return Outcome("unusable", message.id)
     words = canonical(text)
-    if words in OPT_OUT:
+    solid = words.replace(" ", "")
+    if not solid:
+        message.kind = "empty"   # kept, nothing to answer or to work on
+        return Outcome("empty", message.id)
+    if solid in OPT_OUT:
         return _opt_out(session, message, phone, at)
-    if words in SURVEY_ANSWERS:
-        outcome = _survey_answer(session, core, message, phone, SURVEY_ANSWERS[words])
+    if solid in SURVEY_ANSWERS:
+        outcome = _survey_answer(session, core, message, phone, SURVEY_ANSWERS[solid])
         if outcome is not None:
             return outcome
     query = PROGRESS.match(words)
@@ -122,8 +133,9 @@ def _reply(session: Session, message: SmsMessage, template: str, values: dict, a
 
 def _opt_out(session: Session, message: SmsMessage, phone: str, at: datetime) -> Outcome:
     message.kind = "opt_out"
-    if session.get(SmsOptOut, phone) is None:
-        session.add(SmsOptOut(phone=phone, at=at, via=message.text[:80]))
+    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+    session.execute(dialect.insert(SmsOptOut).values(phone=phone, at=at, via=message.text[:80])
+                    .on_conflict_do_nothing(index_elements=["phone"]))
     _reply(session, message, "opt_out", {}, at)
     return Outcome("opt_out", message.id)
 
@@ -188,8 +200,14 @@ def _report(session: Session, core: CaseCore, settings: Settings, message: SmsMe
     return Outcome("report", message.id, work_item=item.reference)
 
 
+def _serialise(session: Session, phone: str) -> None:
+    """On PostgreSQL, a transaction-scoped lock per number: two messages of one burst arriving at
+    once must not both open a work item. (SQLite writers take turns anyway.)"""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(sql("SELECT pg_advisory_xact_lock(hashtext(:phone))"), {"phone": phone})
+
+
 def _reference(session: Session, at: datetime, settings: Settings) -> str:
-    from sqlalchemy.dialects import postgresql, sqlite
     day = at.astimezone(settings.zone).strftime("%Y%m%d")
     dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
     seq = session.execute(dialect.insert(CaseCounter).values(key=f"SMS-{day}", value=1)

@@ -1,0 +1,160 @@
+"""The SMS channel end to end: our SMPP connector and service against the fake SMSC, over real sockets."""
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from sqlalchemy import func, select
+
+from case_bridge import outbox, seed_units
+from case_bridge.models import Case, CaseEvent, OutboxItem, SmsMessage, SmsPart, SmsWorkItem
+from hotline.bus import InProcessBus
+from sms.service import SmsService
+from tests.support.smsc import FakeSMSC
+
+LONG = "您反映的华强北路井盖缺失问题已由福田区城市管理局处置完毕，现场已更换新的井盖并设置警示标志。" * 3
+
+
+async def until(predicate, timeout: float = 10.0, what: str = "condition") -> None:
+    for _ in range(int(timeout / 0.02)):
+        if predicate():
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def db_count(db, stmt) -> int:
+    with db.session() as s:
+        return s.scalar(stmt)
+
+
+@pytest.fixture
+async def smsc():
+    fake = await FakeSMSC.start(system_id="hotline", password="secret")
+    yield fake
+    await fake.stop()
+
+
+@pytest.fixture
+async def channel(settings, db, core, smsc):
+    settings.smpp_port, settings.smpp_password = smsc.port, "secret"
+    settings.sms_quiet_start, settings.sms_quiet_end = settings.sms_quiet_end, settings.sms_quiet_end  # never quiet
+    settings.smpp_rate_per_second = 0
+    with db.session() as s:
+        seed_units(s)
+    bus = InProcessBus()
+    service = SmsService(settings, db, core, bus)
+    await service.start()
+    await until(lambda: service.connector.status == "bound", what="bind")
+    yield service
+    await service.stop()
+
+
+def enqueue_text(db, template: str, to: str = "+8613800138000", key: str = "t1", **values) -> None:
+    with db.session() as s:
+        outbox.enqueue(s, "sms", {"to": to, "template": template, "values": values, "essential": True}, key=key)
+
+
+async def test_a_long_chinese_text_goes_out_in_parts_and_receipts_aggregate(channel, smsc, db):
+    smsc.auto_receipts = True
+    enqueue_text(db, "result", number="E0102202611230001", result=LONG)
+    await until(lambda: db_count(db, select(func.count()).select_from(SmsMessage)
+                                 .where(SmsMessage.status == "delivered")) == 1, what="delivered")
+    (destination, text), = smsc.texts()
+    assert destination == "13800138000" and "【12319城建热线】" in text and "E0102202611230001" in text
+    with db.session() as s:
+        message = s.scalar(select(SmsMessage))
+        parts = s.scalars(select(SmsPart).where(SmsPart.message_id == message.id)).all()
+        row = s.scalar(select(OutboxItem).where(OutboxItem.kind == "sms"))
+    assert message.parts == len(parts) == len(smsc.submits) >= 2
+    assert {p.status for p in parts} == {"delivered"} and row.status == "done"
+    assert all(sub.data_coding == 8 and sub.udh is not None for sub in smsc.submits)
+
+
+async def test_a_report_by_sms_gets_a_receipt_and_a_work_item(channel, smsc, db):
+    await smsc.send_mo("8613800138000", "福田区华强北路有个井盖丢了，很危险")
+    await until(lambda: len(smsc.submits) == 1, what="receipt")
+    with db.session() as s:
+        item = s.scalar(select(SmsWorkItem))
+    assert item.placement["district_code"] == "440304" and item.category_key
+    (_, text), = smsc.texts()
+    assert item.reference in text
+
+
+async def test_a_concatenated_mo_is_joined_before_it_is_classified(channel, smsc, db):
+    await smsc.send_long_mo("8613800138000", "龙岗区布吉街道" + "垃圾堆积很久没人清理" * 20)
+    await until(lambda: db_count(db, select(func.count()).select_from(SmsWorkItem)) == 1, what="item")
+    with db.session() as s:
+        item = s.scalar(select(SmsWorkItem))
+    assert item.text.startswith("龙岗区布吉街道") and len(item.text) == 7 + 200 and item.messages == 1
+
+
+async def test_an_sms_survey_answer_is_recorded(channel, smsc, db, core, people):
+    from tests.support.cases import closed_case
+    number = closed_case(db, core, people)
+    with db.session() as s:
+        case_id = s.scalar(select(Case.id).where(Case.number == number))
+        outbox.enqueue(s, "sms", {"to": "+8613800138000", "template": "survey", "case_number": number},
+                       key=f"sms:survey:{case_id}", case_id=case_id)
+    await until(lambda: any("满意" in t for _, t in smsc.texts()), what="survey text")
+    await smsc.send_mo("8613800138000", "3")
+    await until(lambda: db_count(db, select(func.count()).select_from(Case).where(Case.satisfaction == "不满意")) == 1,
+                what="answer")
+    with db.session() as s:
+        assert s.scalar(select(Case.reopen_requested).where(Case.id == case_id)) is True
+
+
+async def test_throttling_is_waited_out_and_nothing_is_lost(channel, smsc, db):
+    smsc.throttle_next = 3
+    enqueue_text(db, "opt_out")
+    await until(lambda: len(smsc.submits) == 1, what="submit after throttling")
+    assert len(smsc.rejected_submits) == 3
+
+
+async def test_a_lost_link_mid_message_resends_only_the_unacknowledged_parts(channel, smsc, db):
+    smsc.drop_after_submits = 1       # the SMSC closes right after acknowledging part 1
+    enqueue_text(db, "result", number="E0102202611230001", result=LONG)
+    await until(lambda: smsc.drops >= 1, what="drop")
+    smsc.drop_after_submits = None
+    await until(lambda: channel.connector.status == "bound" and channel.connector.binds >= 2, what="re-bind")
+    with db.session() as s:   # the row backs off after the failure; make it due now
+        row = s.scalar(select(OutboxItem).where(OutboxItem.kind == "sms"))
+        row.available_at = row.due_at
+    await until(lambda: db_count(db, select(func.count()).select_from(SmsMessage)
+                                 .where(SmsMessage.status == "submitted")) == 1, what="all parts", timeout=15)
+    seqs = sorted(sub.udh.seq for sub in smsc.submits)
+    assert seqs == list(range(1, seqs[-1] + 1))          # every part exactly once
+    (_, text), = smsc.texts()
+    assert LONG[:40] in text
+
+
+async def test_a_refused_bind_is_reported_as_a_wrong_password(settings, db, core, smsc):
+    settings.smpp_port, settings.smpp_password = smsc.port, "wrong"
+    service = SmsService(settings, db, core)
+    await service.start()
+    try:
+        await until(lambda: service.connector.status == "bind_refused", what="bind refused")
+        assert "wrong password" in service.connector.last_error
+    finally:
+        await service.stop()
+
+
+async def test_service_numbers_and_landlines_are_never_texted(channel, smsc, db):
+    enqueue_text(db, "opt_out", to="12319", key="a")
+    enqueue_text(db, "opt_out", to="075583001234", key="b")
+    await until(lambda: db_count(db, select(func.count()).select_from(OutboxItem)
+                                 .where(OutboxItem.status == "failed")) == 2, what="both refused")
+    assert smsc.submits == []
+
+
+async def test_a_final_failure_receipt_is_noted_on_the_case(channel, smsc, db, core, people):
+    from tests.support.cases import new_case
+    number = new_case(db, core)
+    smsc.auto_receipts, smsc.auto_receipt_stat = True, "UNDELIV"
+    with db.session() as s:
+        case_id = s.scalar(select(Case.id).where(Case.number == number))
+        receipt_row = s.scalar(select(OutboxItem).where(OutboxItem.kind == "sms", OutboxItem.case_id == case_id))
+        receipt_row.available_at = receipt_row.created_at   # the case core's test clock is days ahead
+    await until(lambda: db_count(db, select(func.count()).select_from(CaseEvent)
+                                 .where(CaseEvent.case_id == case_id, CaseEvent.action == "sms_undelivered")) == 1,
+                what="undelivered note")
