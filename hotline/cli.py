@@ -72,9 +72,10 @@ def cmd_run(args) -> None:
     if not args.no_worker:
         worker = subprocess.Popen(_worker_command(), start_new_session=True)
     print(f"12319 hotline: http://{settings.web_host}:{settings.web_port}/  FastAGI {settings.agi_host}:"
-          f"{settings.agi_port}  AMI → {settings.ami_host}:{settings.ami_port}  (Ctrl-C stops)", flush=True)
+          f"{settings.agi_port}  AMI → {settings.ami_host}:{settings.ami_port}  SMPP → {settings.smpp_host}:"
+          f"{settings.smpp_port}  (Ctrl-C stops)", flush=True)
     try:
-        asyncio.run(_serve(settings, web=True, agi=True, ami=True))
+        asyncio.run(_serve(settings, web=True, agi=True, ami=True, sms=True))
     finally:
         if worker is not None and worker.poll() is None:
             worker.send_signal(signal.SIGTERM)  # warm shutdown: running effects finish, rows stay leased otherwise
@@ -85,22 +86,29 @@ def cmd_run(args) -> None:
         print("stopped", flush=True)
 
 
-async def _serve(settings, web: bool, agi: bool, ami: bool) -> None:
-    """Web app and/or telephony on one event loop and one in-process bus."""
+async def _serve(settings, web: bool, agi: bool, ami: bool, sms: bool = False) -> None:
+    """Web app, telephony and/or the SMS channel on one event loop and one in-process bus."""
     import uvicorn
     from agent_ui import create_app
+    from case_bridge import CaseCore
     from hotline.bus import InProcessBus
     from hotline.db import Database
     from ivr import Telephony
+    from sms.service import SmsService
     bus = InProcessBus()
     db = Database(settings.database_url)
-    telephony = Telephony(settings, db, bus, agi=agi, ami=ami) if (agi or ami) else None
+    core = CaseCore(settings)
+    telephony = Telephony(settings, db, bus, core=core, agi=agi, ami=ami) if (agi or ami) else None
     if telephony is not None:
         await telephony.start()
+    sms_service = SmsService(settings, db, core, bus) if sms else None
+    if sms_service is not None:
+        await sms_service.start()
     try:
         if web:
             app = create_app(settings, db=db, bus=bus)
             app.state.telephony = telephony
+            app.state.sms = sms_service
             config = uvicorn.Config(app, host=settings.web_host, port=settings.web_port, log_level="info")
             await _uvicorn_server_class()(config).serve()
         else:
@@ -110,6 +118,8 @@ async def _serve(settings, web: bool, agi: bool, ami: bool) -> None:
                 loop.add_signal_handler(sig, stop.set)
             await stop.wait()
     finally:
+        if sms_service is not None:
+            await sms_service.stop()
         if telephony is not None:
             await telephony.stop()
 
@@ -138,6 +148,10 @@ def cmd_agi(args) -> None:
 
 def cmd_ami(args) -> None:
     asyncio.run(_serve(get_settings(), web=False, agi=False, ami=True))
+
+
+def cmd_sms(args) -> None:
+    asyncio.run(_serve(get_settings(), web=False, agi=False, ami=False, sms=True))
 
 
 def cmd_prompts_build(args) -> None:
@@ -356,6 +370,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("web", help="the web app only (scale mode)").set_defaults(fn=cmd_web)
     sub.add_parser("agi", help="the FastAGI server only (scale mode)").set_defaults(fn=cmd_agi)
     sub.add_parser("ami", help="the AMI link and call recorder only (scale mode)").set_defaults(fn=cmd_ami)
+    sub.add_parser("sms", help="the SMS channel only: SMPP link, MO, receipts, the sms outbox (scale mode)"
+                   ).set_defaults(fn=cmd_sms)
     sim = sub.add_parser("simulate-call", help="play a call into our FastAGI flows without a PBX")
     sim.add_argument("--from", dest="caller", default="13800138000", help="the caller's number")
     sim.add_argument("--keys", default="", help="what the caller presses at each prompt, comma-separated "

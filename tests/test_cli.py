@@ -73,7 +73,8 @@ def test_case_show_prints_the_timeline():
 def test_run_serves_and_stops_cleanly_on_ctrl_c(tmp_path):
     port, agi_port, ami_port = free_port(), free_port(), free_port()
     env = {**os.environ, "HOTLINE_WEB_PORT": str(port), "HOTLINE_AGI_PORT": str(agi_port),
-           "HOTLINE_AMI_PORT": str(ami_port)}   # no PBX there: the AMI link keeps retrying
+           "HOTLINE_AMI_PORT": str(ami_port),   # no PBX there: the AMI link keeps retrying
+           "HOTLINE_SMPP_PORT": str(free_port())}   # nor an SMS centre
     proc = subprocess.Popen([sys.executable, "-m", "hotline.cli", "run"], env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, start_new_session=True)
     try:
