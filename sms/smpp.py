@@ -16,6 +16,7 @@ import asyncio
 import logging
 import random
 import re
+import struct
 import time
 from datetime import datetime, timezone
 
@@ -134,13 +135,21 @@ class SmppConnector:
     async def _bind(self) -> None:
         self.client = smpp34.Client(self.host, self.port, self.system_id, self.password, bind_type="TRX",
                                     system_type=self.system_type, window_size=self.window_size,
+                                    inbound_capacity=10_000,   # smpp34 mis-frames its NAK when this fills
                                     connect_timeout_ms=int(self.connect_timeout * 1000))
         try:
             self.session = await asyncio.wait_for(self.client.connect(), self.connect_timeout + 5)
         except smpp34.SmppError as exc:
             status = _status_of(exc)
+            if status is None and "timed out" in str(exc):
+                # smpp34 1.5 reports a bind_resp with an error status (sent without a body, as the
+                # spec says) as a timeout: ask the SMS centre ourselves what it says to this bind
+                status = await probe_bind(self.host, self.port, self.system_id, self.password, self.system_type,
+                                          self.connect_timeout)
             if status in BIND_STATUS:
                 raise BindRefused(f"bind as {self.system_id!r} refused: {BIND_STATUS[status]}") from None
+            if status is not None and status != 0:
+                raise BindRefused(f"bind as {self.system_id!r} refused: command_status 0x{status:08X}") from None
             raise
         self.binds += 1
         self._bound.set()
@@ -247,6 +256,34 @@ class SmppConnector:
     async def _hand_on(self, message: Inbound) -> None:
         for handler in self._inbound:
             await handler(message)
+
+
+async def probe_bind(host: str, port: int, system_id: str, password: str, system_type: str,
+                     timeout: float) -> int | None:
+    """One bind_transceiver of our own; the command_status of its response (None: no answer).
+    A successful probe bind is unbound at once."""
+    def cstr(value: str) -> bytes:
+        return value.encode("ascii", "replace") + b"\0"
+    body = cstr(system_id) + cstr(password) + cstr(system_type) + bytes([0x34, 0, 0]) + b"\0"
+    try:
+        reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
+    except (OSError, asyncio.TimeoutError):
+        return None
+    try:
+        writer.write(struct.pack(">IIII", 16 + len(body), 0x00000009, 0, 1) + body)
+        await writer.drain()
+        header = await asyncio.wait_for(reader.readexactly(16), timeout)
+        _, command_id, status, _ = struct.unpack(">IIII", header)
+        if command_id != 0x80000009:
+            return None
+        if status == 0:
+            writer.write(struct.pack(">IIII", 16, 0x00000006, 0, 2))   # unbind
+            await writer.drain()
+        return status
+    except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError):
+        return None
+    finally:
+        writer.close()
 
 
 def _status_of(exc: BaseException) -> int | None:

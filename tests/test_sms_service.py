@@ -128,13 +128,21 @@ async def test_a_lost_link_mid_message_resends_only_the_unacknowledged_parts(cha
     assert LONG[:40] in text
 
 
-async def test_a_refused_bind_is_reported_as_a_wrong_password(settings, db, core, smsc):
-    settings.smpp_port, settings.smpp_password = smsc.port, "wrong"
+@pytest.mark.parametrize("system_id, password, never_answer, status, words", [
+    ("hotline", "wrong", False, "bind_refused", "wrong password"),
+    ("nobody", "secret", False, "bind_refused", "unknown system id"),
+    ("hotline", "secret", True, "unreachable", "timed out"),
+])
+async def test_a_refused_bind_says_why_and_a_silent_smsc_is_a_timeout(settings, db, core, smsc, system_id, password,
+                                                                       never_answer, status, words):
+    smsc.never_answer = never_answer
+    settings.smpp_port, settings.smpp_system_id, settings.smpp_password = smsc.port, system_id, password
     service = SmsService(settings, db, core)
+    service.connector.connect_timeout = 1.0
     await service.start()
     try:
-        await until(lambda: service.connector.status == "bind_refused", what="bind refused")
-        assert "wrong password" in service.connector.last_error
+        await until(lambda: service.connector.status == status, what=status)
+        assert words in service.connector.last_error
     finally:
         await service.stop()
 

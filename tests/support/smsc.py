@@ -52,9 +52,11 @@ nothing, answer nothing), :meth:`send_raw`, :meth:`drop`, :meth:`unbind_all`.
 Observations: ``submits`` (accepted :class:`Submit`), ``rejected_submits``, ``binds``
 (:class:`Bind`: system_id, password, bind_type, status), ``connections`` (accepted so far),
 ``connected`` / ``sessions_bound`` (now), ``enquire_links``, ``deliver_resps``,
-``generic_nacks_received``, ``errors`` (malformed PDUs and the status they got), ``unmodelled``,
-``unbinds``, ``drops``, ``log`` (every PDU in and out); :meth:`texts` and
-:meth:`delivered_count_by_text` reassemble what was submitted.
+``generic_nacks_received``, ``errors`` (malformed PDUs, field errors, responses that answer no
+request — with the status involved), ``unmodelled``, ``unbinds``, ``drops``, ``unanswered`` (PDUs
+swallowed by ``never_answer`` or on a connection about to be dropped), ``log`` (every PDU in and
+out), ``sessions`` (open connections); :meth:`messages`, :meth:`texts` and
+:meth:`delivered_count_by_text` reassemble what was submitted; :meth:`wait_for` waits on any of it.
 """
 from __future__ import annotations
 
@@ -416,9 +418,11 @@ class Submit:
     @property
     def sar(self) -> Concat | None:
         """Concatenation by the sar_* TLVs (instead of a UDH), if present."""
-        if TLV_SAR_MSG_REF_NUM in self.tlvs and TLV_SAR_TOTAL_SEGMENTS in self.tlvs and TLV_SAR_SEGMENT_SEQNUM in self.tlvs:
-            return Concat(int.from_bytes(self.tlvs[TLV_SAR_MSG_REF_NUM], "big"),
-                          self.tlvs[TLV_SAR_TOTAL_SEGMENTS][0], self.tlvs[TLV_SAR_SEGMENT_SEQNUM][0], 16)
+        ref = self.tlvs.get(TLV_SAR_MSG_REF_NUM, b"")
+        total = self.tlvs.get(TLV_SAR_TOTAL_SEGMENTS, b"")
+        seq = self.tlvs.get(TLV_SAR_SEGMENT_SEQNUM, b"")
+        if len(ref) == 2 and len(total) == 1 and len(seq) == 1:
+            return Concat(int.from_bytes(ref, "big"), total[0], seq[0], 16)
         return None
 
     @property
@@ -485,6 +489,7 @@ class Session:
     bind_type: str | None = None
     system_id: str | None = None
     open: bool = True
+    closing: bool = False  # doomed by drop_after_submits: what still arrives is read and ignored
     pending: dict[int, tuple[int, asyncio.Future]] = field(default_factory=dict)  # seq → (command_id, future)
     _seq: int = 0
 
@@ -509,7 +514,16 @@ class Session:
 
 
 class FakeSMSC:
-    """The operator's SMSC on 127.0.0.1; create it with :meth:`start` (port 0 = ephemeral)."""
+    """The operator's SMSC on 127.0.0.1; create it with :meth:`start` (port 0 = ephemeral).
+
+    ``system_id`` / ``password`` are the credentials it accepts; ``smsc_id`` is the system_id it
+    answers a bind with. Knobs (plain attributes, read when a PDU is handled; see the module
+    docstring): ``refuse_binds``, ``close_on_bind_failure``, ``mute_enquire_link``, ``reply_delay``,
+    ``throttle_next``, ``drop_after_submits``, ``drop_before_resp``, ``never_answer``,
+    ``auto_receipts`` (+ ``auto_receipt_stat`` = "DELIVRD", ``receipt_delay`` = 0.05 s,
+    ``receipt_hold`` = 30 s to wait for a receiver to bind), ``deliver_timeout`` (5 s for a
+    deliver_sm_resp before :meth:`send_mo` raises ``TimeoutError``).
+    """
 
     def __init__(self, system_id: str = "hotline", password: str = "secret", *, host: str = "127.0.0.1",
                  port: int = 0, smsc_id: str = "FAKESMSC") -> None:
@@ -901,7 +915,7 @@ class FakeSMSC:
         rest = await session.reader.readexactly(length - 4)
         command_id, status, sequence = struct.unpack_from(">III", rest, 0)
         body = rest[12:]
-        if self.never_answer:
+        if self.never_answer or session.closing:
             self.unanswered += 1
             return True
         self.log.append(LoggedPdu("in", session.id, command_id, status, sequence, length, loop.time()))
@@ -1078,6 +1092,9 @@ class FakeSMSC:
             self._abort(session)
             return False
         await self._reply_submit(session, submit, close=drop)
+        if drop and self.reply_delay > 0:
+            session.closing = True  # the delayed reply closes the connection once it is out
+            return True
         return not drop
 
     async def _reply_submit(self, session: Session, submit: Submit, *, close: bool) -> None:
