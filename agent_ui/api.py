@@ -186,6 +186,14 @@ def telephony(request: Request, actor: ActorDep) -> dict:
 ItemId = Annotated[int, Path(ge=1, le=2**31 - 1)]
 
 
+@router.get("/sms/status", tags=["sms"], responses={401: {}, 403: {}})
+def sms_status(request: Request, actor: ActorDep) -> dict:
+    """The SMPP link of this process (bound, unreachable, bind refused and why)."""
+    require_role(actor, "agent", "dispatcher", "supervisor", "admin")
+    service = getattr(request.app.state, "sms", None)
+    return {"running": False} if service is None else {"running": True, **service.status()}
+
+
 @router.get("/sms/inbox", tags=["sms"], responses={401: {}, 403: {}})
 def sms_inbox(request: Request, actor: ActorDep) -> list[dict]:
     """Reports by SMS waiting for an agent: located, with a suggested category, oldest first."""

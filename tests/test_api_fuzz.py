@@ -136,7 +136,7 @@ def test_the_fuzz_covers_every_api_operation():
         ("POST", "/api/v1/cases/{number}/actions/{action}"), ("POST", "/api/v1/cases/{number}/links/{link_id}/dismiss"),
         ("GET", "/api/v1/categories"), ("GET", "/api/v1/units"), ("GET", "/api/v1/kpi"),
         ("GET", "/api/v1/places/locate"), ("GET", "/api/v1/telephony"),
-        ("GET", "/api/v1/sms/inbox"), ("POST", "/api/v1/sms/inbox/{item_id}/case"),
+        ("GET", "/api/v1/sms/inbox"), ("GET", "/api/v1/sms/status"), ("POST", "/api/v1/sms/inbox/{item_id}/case"),
         ("POST", "/api/v1/sms/inbox/{item_id}/merge/{number}"),
     }
 

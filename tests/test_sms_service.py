@@ -166,3 +166,27 @@ async def test_a_final_failure_receipt_is_noted_on_the_case(channel, smsc, db, c
     await until(lambda: db_count(db, select(func.count()).select_from(CaseEvent)
                                  .where(CaseEvent.case_id == case_id, CaseEvent.action == "sms_undelivered")) == 1,
                 what="undelivered note")
+
+
+async def test_the_api_shows_the_link_and_the_work_list(channel, smsc, db, settings, people):
+    import httpx
+
+    from agent_ui import create_app
+    app = create_app(settings, db=db)
+    app.state.sms = channel
+    await smsc.send_mo("8613900139000", "南山区科技园路边垃圾没人清")
+    await until(lambda: db_count(db, select(func.count()).select_from(SmsWorkItem)) == 1, what="item")
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as http:
+        status = (await http.get("/api/v1/sms/status", headers=people.auth("agent1"))).json()
+        inbox = (await http.get("/api/v1/sms/inbox", headers=people.auth("agent1"))).json()
+        made = await http.post(f"/api/v1/sms/inbox/{inbox[0]['id']}/case", headers=people.auth("agent1"),
+                               json={"description": inbox[0]["text"], "category_key": inbox[0]["suggested_category"]
+                                     or "E0102", "address_text": "南山区科技园"})
+        again = await http.post(f"/api/v1/sms/inbox/{inbox[0]['id']}/case", headers=people.auth("agent1"),
+                                json={"description": "x", "category_key": "E0102"})
+        district = await http.get("/api/v1/sms/inbox", headers=people.auth("futian1"))
+    assert status["status"] == "bound" and status["received"] == 1
+    assert inbox[0]["placement"]["district_code"] == "440305" and inbox[0]["phone"] == "+8613900139000"
+    assert made.status_code == 201 and made.json()["channel"] == "sms"
+    assert made.json()["caller_phone"] == "+8613900139000"
+    assert again.status_code == 404 and district.status_code == 403
