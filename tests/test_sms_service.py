@@ -190,3 +190,39 @@ async def test_the_api_shows_the_link_and_the_work_list(channel, smsc, db, setti
     assert made.status_code == 201 and made.json()["channel"] == "sms"
     assert made.json()["caller_phone"] == "+8613900139000"
     assert again.status_code == 404 and district.status_code == 403
+
+
+async def test_opt_outs_and_quiet_hours_hold_back_non_essential_texts(channel, smsc, db, settings):
+    from datetime import datetime, time, timezone
+
+    from case_bridge.models import SmsOptOut
+    with db.session() as s:
+        s.add(SmsOptOut(phone="+8613800138000", via="TD"))
+        outbox.enqueue(s, "sms", {"to": "+8613800138000", "template": "survey", "values": {"number": "E1"}},
+                       key="survey-opted-out")
+        outbox.enqueue(s, "sms", {"to": "+8613800138000", "template": "opt_out", "values": {}}, key="essential")
+    await until(lambda: db_count(db, select(func.count()).select_from(OutboxItem)
+                                 .where(OutboxItem.status == "done")) == 2, what="both rows done")
+    with db.session() as s:
+        skipped = s.scalar(select(OutboxItem.result).where(OutboxItem.idempotency_key == "survey-opted-out"))
+    assert "opted out" in skipped["skipped"] and len(smsc.submits) == 1   # only the essential one went
+    settings.sms_quiet_start, settings.sms_quiet_end = time(21, 0), time(8, 0)
+    at_night = datetime(2026, 11, 23, 15, 0, tzinfo=timezone.utc)           # 23:00 in Shenzhen
+    assert channel.sender.after_quiet_hours(at_night) == datetime(2026, 11, 24, 8, 0, tzinfo=settings.zone)
+    assert channel.sender.after_quiet_hours(datetime(2026, 11, 23, 4, 0, tzinfo=timezone.utc)) is None  # 12:00
+
+
+async def test_a_work_item_merged_into_an_open_case(channel, smsc, db, core, people):
+    from sms import inbox
+    from tests.support.cases import new_case
+    number = new_case(db, core)
+    await smsc.send_mo("8613700137000", "华强北路井盖还没修好")
+    await until(lambda: db_count(db, select(func.count()).select_from(SmsWorkItem)) == 1, what="item")
+    with db.session() as s:
+        item_id = s.scalar(select(SmsWorkItem.id))
+        inbox.merge(s, core, item_id, number, people["agent1"])
+    with db.session() as s:
+        item = s.get(SmsWorkItem, item_id)
+        note = s.scalar(select(CaseEvent).where(CaseEvent.action == "sms_merged"))
+        assert item.state == "merged" and note.case_id == item.case_id and "井盖还没修好" in note.note
+        assert inbox.open_items(s) == []
