@@ -371,6 +371,14 @@ class CaseCore:
         if action in ("close", "answer") and case.caller_phone and case.caller_phone.startswith("+86"):
             outbox.enqueue(session, "sms", {"to": case.caller_phone, "template": "result", "case_number": case.number},
                            key=f"sms:result:{case.id}:{event.id}", case_id=case.id, due_at=now)
+        if action == "urge" and unit is not None and unit.contact_phone:
+            outbox.enqueue(session, "sms", {"to": unit.contact_phone, "template": "urge", "case_number": case.number,
+                                            "essential": True},
+                           key=f"sms:urge:{case.id}:{event.id}", case_id=case.id, due_at=now)
+        if action == "dispatch" and case.caller_phone and case.caller_phone.startswith("+86"):
+            outbox.enqueue(session, "sms", {"to": case.caller_phone, "template": "dispatched",
+                                            "case_number": case.number},
+                           key=f"sms:dispatched:{case.id}:{event.id}", case_id=case.id, due_at=now)
         if action == "close" and case.caller_phone:
             outbox.enqueue(session, "survey_call", {"to": case.caller_phone, "case_number": case.number},
                            key=f"survey:{case.id}:{event.id}", case_id=case.id, due_at=self.next_callback_time(now))

@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import func, select, text
 from sqlalchemy.exc import DBAPIError
 
-from case_bridge import ActionIn, Case, CaseEvent, CaseInputError, CaseLink, NewCase, OutboxItem, WorkflowError
+from case_bridge import ActionIn, Case, CaseEvent, CaseInputError, CaseLink, HandlingUnit, NewCase, OutboxItem, WorkflowError
 from hotline.accounts import SYSTEM
 from tests.support.threads import run_concurrently
 
@@ -89,8 +89,8 @@ def test_confident_placement_is_filed_and_dispatched_with_a_deadline(db, core, p
         assert case.handling_unit_code == "440304" and case.limit_label == "4 工作时"
         # Monday 09:00 + 4 working hours (08:30-12:00, 13:30-18:00) = 14:30 local = 06:30 UTC
         assert case.due_at.strftime("%Y-%m-%d %H:%M") == "2026-11-23 06:30"
-        kinds = s.scalars(select(OutboxItem.kind).where(OutboxItem.case_id == case.id)).all()
-        assert kinds == ["sms"]
+        texts = s.scalars(select(OutboxItem.payload).where(OutboxItem.case_id == case.id)).all()
+        assert [t["template"] for t in texts] == ["receipt", "dispatched"]   # to the citizen
 
 
 def test_unsure_placement_waits_for_the_dispatcher(db, core, people):
@@ -125,8 +125,9 @@ def test_full_workflow_with_every_step_on_the_timeline(db, core, people, clock):
     with db.session() as s:
         case = s.scalar(select(Case).where(Case.number == n))
         assert case.rework_count == 2 and not case.reopen_requested
-        kinds = sorted(s.scalars(select(OutboxItem.kind).where(OutboxItem.case_id == case.id)))
-        assert kinds == ["sms", "sms", "survey_call"]  # receipt, result reply, satisfaction callback
+        rows = s.scalars(select(OutboxItem).where(OutboxItem.case_id == case.id).order_by(OutboxItem.id)).all()
+        assert [(r.kind, r.payload.get("template")) for r in rows] == [
+            ("sms", "receipt"), ("sms", "dispatched"), ("sms", "dispatched"), ("sms", "result"), ("survey_call", None)]
 
 
 @pytest.mark.parametrize("action, actor, words, status", [
@@ -267,10 +268,15 @@ def test_overdue_cases_are_urged_once(db, core, people, clock, monkeypatch):
     worker._core.cache_clear()
     with db.session() as s:  # move the deadline into the past
         s.execute(text("UPDATE cases SET due_at = :t WHERE id = :id"), {"t": (case.due_at - timedelta(days=30)).replace(tzinfo=None), "id": case.id})
+        s.get(HandlingUnit, "440304").contact_phone = "+8613900000304"
     assert worker.urge_overdue() == 1
     assert worker.urge_overdue() == 0
     assert [t[0] for t in timeline(db, n)][-1] == "urge"
     assert _get(db, n).urged_count == 1
+    with db.session() as s:   # the district centre's contact is texted too
+        urges = [r.payload for r in s.scalars(select(OutboxItem).where(OutboxItem.case_id == case.id))
+                 if r.payload.get("template") == "urge"]
+    assert urges == [{"to": "+8613900000304", "template": "urge", "case_number": n, "essential": True}]
     worker._db.cache_clear()
     worker._core.cache_clear()
 
