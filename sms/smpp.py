@@ -29,6 +29,7 @@ from sms.segment import Reassembler, Segment, decode_ucs2, parse_udh
 
 log = logging.getLogger(__name__)
 
+LIVENESS_SECONDS = 1.0
 ESME_RTHROTTLED = 0x58
 ESME_RMSGQFUL = 0x14
 BIND_STATUS = {0x0D: "bind failed (ESME_RBINDFAIL)", 0x0E: "wrong password (ESME_RINVPASWD)",
@@ -215,9 +216,18 @@ class SmppConnector:
 
     # ------------------------------------------------------------------------------ MO and receipts
     async def _read(self) -> None:
-        session = self.session
-        while session is not None and not self._stopping:
-            event = await session.next()
+        session, client = self.session, self.client
+        while session is not None and client is not None and not self._stopping:
+            pending = asyncio.ensure_future(session.next())
+            while True:   # smpp34 1.5 can lose the Disconnected event (a garbled PDU): check the link too
+                done, _ = await asyncio.wait({pending}, timeout=LIVENESS_SECONDS)
+                if done:
+                    break
+                if not await client.is_alive():
+                    pending.cancel()
+                    self._set("unreachable", "the SMPP session died (no Disconnected event)")
+                    return
+            event = pending.result()
             if isinstance(event, smpp34.Disconnected):
                 self._set("unreachable", "the SMS centre closed the session")
                 return

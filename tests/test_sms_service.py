@@ -226,3 +226,25 @@ async def test_a_work_item_merged_into_an_open_case(channel, smsc, db, core, peo
         note = s.scalar(select(CaseEvent).where(CaseEvent.action == "sms_merged"))
         assert item.state == "merged" and note.case_id == item.case_id and "井盖还没修好" in note.note
         assert inbox.open_items(s) == []
+
+
+async def test_garbled_pdus_and_odd_codings_lose_nothing(channel, smsc, db):
+    # an unknown command, then a PDU too short to be one: the session goes on (or is bound again)
+    await smsc.send_raw(b"\x00\x00\x00\x10\x00\x00\x07\x77\x00\x00\x00\x00\x00\x00\x00\x63")
+    await smsc.send_raw(b"\x00\x00\x00\x09\x00\x00\x00\x05\x00")
+    for source, data, coding in (("8613800138000", "井盖".encode("utf-16-be") + b"\x4e", 8),   # odd UCS-2
+                                 ("8613800138001", b"\x01\x02\xff", 0xF6)):                 # binary SIM data
+        for _ in range(50):   # smpp34 may drop the link over the garbage: deliver once it is bound again
+            await asyncio.sleep(0.1)
+            if channel.connector.status != "bound" or smsc.sessions_bound != 1:
+                continue
+            try:
+                await smsc.send_deliver_sm(source, "12319", data, data_coding=coding)
+                break
+            except ConnectionError:
+                continue
+    await until(lambda: db_count(db, select(func.count()).select_from(SmsMessage)
+                                 .where(SmsMessage.direction == "in")) == 2, what="both stored")
+    with db.session() as s:
+        texts = dict(s.execute(select(SmsMessage.phone, SmsMessage.text).where(SmsMessage.direction == "in")).all())
+    assert texts["+8613800138000"].startswith("井盖") and texts["+8613800138001"] == "0102ff"
