@@ -48,9 +48,10 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Self
+from typing import Any
 
 from tests.support import transcripts
+from tests.support.peer_server import PeerServer
 
 BANNER = b"Asterisk Call Manager/11.0.0\r\n"
 
@@ -176,7 +177,7 @@ class _Client:
         return self.writer.get_extra_info("peername") or ("127.0.0.1", 0)
 
 
-class FakeAMI:
+class FakeAMI(PeerServer):
     """Asterisk's side of AMI on 127.0.0.1, ephemeral port. Create it with :meth:`start`.
 
     Settable state (plain data, read at the moment an action is handled):
@@ -206,10 +207,11 @@ class FakeAMI:
     per socket write), ``connections`` (accepted), ``logins`` (successful), ``connected`` (open now).
     """
 
+    _label = "FakeAMI"
+
     def __init__(self, *, secret: str = "hotline-secret", username: str = "hotline", auth_delay: float = 1.0,
                  host: str = "127.0.0.1", port: int = 0, split: str | int = "chunks") -> None:
-        self.host = host
-        self.port = port
+        super().__init__(host=host, port=port)
         self.username = username
         self.secret = secret
         self.auth_delay = auth_delay
@@ -239,9 +241,6 @@ class FakeAMI:
         self._conn_ids = itertools.count(1)
         self._channel_seq = itertools.count(0)
         self._uniqueid_seq = itertools.count(0)
-        self._server: asyncio.base_events.Server | None = None
-        self._tasks: set[asyncio.Task] = set()
-        self._changed = asyncio.Event()
         self._reset_new_connections = False
         self._boot = time.time()
 
@@ -256,34 +255,11 @@ class FakeAMI:
         return fake
 
     async def _listen(self) -> None:
-        self._server = await asyncio.start_server(self._accept, self.host, self.port, reuse_address=True)
-        self.port = self._server.sockets[0].getsockname()[1]
+        await super()._listen()
         self._boot = time.time()
 
-    async def stop(self) -> None:
-        """Stop listening, abort every connection and cancel pending work (e.g. OriginateResponses)."""
-        if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
-            self._server = None
-        for client in list(self._clients):
-            client.writer.transport.abort()
-        tasks = [t for t in self._tasks if t is not asyncio.current_task()]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-
-    async def __aenter__(self) -> Self:
-        if self._server is None:
-            await self._listen()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.stop()
-
-    @property
-    def listening(self) -> bool:
-        return self._server is not None
+    def _open_writers(self) -> list[asyncio.StreamWriter]:
+        return [client.writer for client in self._clients]
 
     @property
     def connected(self) -> int:
@@ -324,23 +300,10 @@ class FakeAMI:
 
     # --- waiting ---------------------------------------------------------------------------------
 
-    def _notify(self) -> None:
-        self._changed.set()
-        self._changed = asyncio.Event()
-
     async def wait_until(self, predicate: Callable[[], bool], timeout: float = 5.0, what: str = "condition") -> None:
         """Wait until ``predicate()`` is true; it is re-checked on every connect, login, action and close."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while not predicate():
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                raise TimeoutError(f"FakeAMI: {what} not reached within {timeout} s; actions seen: "
-                                   f"{[_get(a, 'Action') for a in self.actions]}")
-            changed = self._changed
-            # woken by _notify(); a short poll also catches state changed by plain assignment
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(changed.wait(), min(remaining, 0.05))
+        await self._wait(predicate, timeout, what,
+                         lambda: f"actions seen: {[_get(a, 'Action') for a in self.actions]}")
 
     async def wait_action(self, name: str, timeout: float = 5.0, *, count: int = 1,
                           where: Callable[[dict], bool] | None = None) -> dict[str, str | list[str]]:
@@ -469,10 +432,7 @@ class FakeAMI:
     # --- the session ------------------------------------------------------------------------------
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        if task is not None:
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+        self._track_current_task()
         client = _Client(next(self._conn_ids), reader, writer)
         self.connections += 1
         if self._reset_new_connections:
@@ -934,9 +894,7 @@ class FakeAMI:
                 await self._error(client, action, "Originate failed")  # and no OriginateResponse event
             return
         await self._success(client, action, "Originate successfully queued")
-        task = asyncio.create_task(self._originate_response(dict(action), dial, outcome))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._spawn(self._originate_response(dict(action), dial, outcome))
 
     async def _originate_response(self, action: Mapping[str, Any], dial: str, outcome: str) -> None:
         await asyncio.sleep(self.originate_delay)

@@ -70,7 +70,9 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import NamedTuple, Self
+from typing import NamedTuple
+
+from tests.support.peer_server import PeerServer
 
 # --- SMPP 3.4 constants ------------------------------------------------------------------------------
 
@@ -513,7 +515,7 @@ class Session:
 # --- the SMSC ------------------------------------------------------------------------------------------
 
 
-class FakeSMSC:
+class FakeSMSC(PeerServer):
     """The operator's SMSC on 127.0.0.1; create it with :meth:`start` (port 0 = ephemeral).
 
     ``system_id`` / ``password`` are the credentials it accepts; ``smsc_id`` is the system_id it
@@ -525,10 +527,11 @@ class FakeSMSC:
     deliver_sm_resp before :meth:`send_mo` raises ``TimeoutError``).
     """
 
+    _label = "FakeSMSC"
+
     def __init__(self, system_id: str = "hotline", password: str = "secret", *, host: str = "127.0.0.1",
                  port: int = 0, smsc_id: str = "FAKESMSC") -> None:
-        self.host = host
-        self.port = port
+        super().__init__(host=host, port=port)
         self.system_id = system_id
         self.password = password
         self.smsc_id = smsc_id
@@ -564,9 +567,6 @@ class FakeSMSC:
         self._session_ids = itertools.count(1)
         self._message_ids = itertools.count(0x5C000001)
         self._accepted_since_drop = 0
-        self._server: asyncio.base_events.Server | None = None
-        self._tasks: set[asyncio.Task] = set()
-        self._changed = asyncio.Event()
 
     # --- life cycle ------------------------------------------------------------------------------
 
@@ -578,35 +578,8 @@ class FakeSMSC:
         await fake._listen()
         return fake
 
-    async def _listen(self) -> None:
-        self._server = await asyncio.start_server(self._accept, self.host, self.port, reuse_address=True)
-        self.port = self._server.sockets[0].getsockname()[1]
-
-    async def stop(self) -> None:
-        """Stop listening, abort every connection and cancel pending work (receipts, delayed replies)."""
-        server, self._server = self._server, None
-        if server is not None:
-            server.close()
-        for session in list(self._sessions.values()):
-            session.writer.transport.abort()
-        tasks = [t for t in self._tasks if t is not asyncio.current_task()]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        if server is not None:
-            await server.wait_closed()
-
-    async def __aenter__(self) -> Self:
-        if self._server is None:
-            await self._listen()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.stop()
-
-    @property
-    def listening(self) -> bool:
-        return self._server is not None
+    def _open_writers(self) -> list[asyncio.StreamWriter]:
+        return [session.writer for session in self._sessions.values()]
 
     @property
     def sessions(self) -> list[Session]:
@@ -623,10 +596,6 @@ class FakeSMSC:
 
     # --- waiting ---------------------------------------------------------------------------------
 
-    def _notify(self) -> None:
-        self._changed.set()
-        self._changed = asyncio.Event()
-
     def summary(self) -> str:
         tail = ", ".join(f"{p.direction}:{p.command}" + (f"/{status_name(p.status)}" if p.status else "")
                          for p in self.log[-12:])
@@ -636,21 +605,7 @@ class FakeSMSC:
 
     async def wait_for(self, predicate: Callable[[], object], timeout: float = 5.0, what: str = "condition") -> None:
         """Wait until ``predicate()`` is truthy; re-checked on every PDU, connect and close."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while not predicate():
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                raise TimeoutError(f"FakeSMSC: {what} not reached within {timeout} s; {self.summary()}")
-            changed = self._changed
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(changed.wait(), min(remaining, 0.05))
-
-    def _spawn(self, coro) -> asyncio.Task:
-        task = asyncio.create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        return task
+        await self._wait(predicate, timeout, what, self.summary)
 
     # --- writing ---------------------------------------------------------------------------------
 
@@ -870,10 +825,7 @@ class FakeSMSC:
     # --- the session ------------------------------------------------------------------------------
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        if task is not None:
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+        self._track_current_task()
         session = Session(next(self._session_ids), reader, writer)
         self.connections += 1
         sock = writer.get_extra_info("socket")
@@ -883,8 +835,9 @@ class FakeSMSC:
         self._notify()
         try:
             with contextlib.suppress(ConnectionError, asyncio.IncompleteReadError, asyncio.CancelledError):
-                while await self._read_one(session):
-                    pass
+                while True:
+                    if not await self._read_one(session):
+                        break
         finally:
             session.open = False
             self._sessions.pop(session.id, None)
