@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Callable
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, bindparam, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -84,25 +84,35 @@ def claim_due(session: Session, lease_seconds: int, limit: int, kinds: list[str]
         select(OutboxItem.id).where(due, OutboxItem.kind.in_(kinds))
         .order_by(OutboxItem.available_at).limit(limit).with_for_update(skip_locked=True)
     ).all()
-    claims = []
-    for item_id in ids:
-        token = secrets.token_hex(8)
-        session.execute(
-            update(OutboxItem).where(OutboxItem.id == item_id)
-            .values(status="running", claim_token=token, attempts=OutboxItem.attempts + 1,
-                    lease_until=now + timedelta(seconds=lease_seconds))
-        )
-        claims.append(Claim(item_id, token))
+    if not ids:
+        return []
+    claims = [Claim(item_id, secrets.token_hex(8)) for item_id in ids]
+    table = OutboxItem.__table__   # one executemany: each row gets its own claim token
+    session.execute(
+        update(table).where(table.c.id == bindparam("b_id"))
+        .values(status="running", claim_token=bindparam("b_token"), attempts=table.c.attempts + 1,
+                lease_until=now + timedelta(seconds=lease_seconds)),
+        [{"b_id": c.item_id, "b_token": c.token} for c in claims])
     return claims
+
+
+# perform's statements, built once (the hot path of every effect): Core on the table, no ORM session
+_T = OutboxItem.__table__
+_READ = select(_T.c.kind, _T.c.payload, _T.c.idempotency_key, _T.c.attempts, _T.c.case_id, _T.c.claim_token,
+               _T.c.status).where(_T.c.id == bindparam("b_id"))
+_DONE = (update(_T).where(_T.c.id == bindparam("b_id"), _T.c.claim_token == bindparam("b_token"))
+         .values(status="done", done_at=bindparam("b_now", type_=_T.c.done_at.type),
+                 result=bindparam("b_result", type_=_T.c.result.type), lease_until=None, last_error=""))
 
 
 def perform(db: Database, claim: Claim, max_attempts: int) -> str:
     """Run one claimed effect; returns the row's new status (or 'stale' if the claim was lost)."""
-    with db.session() as s:
-        item = s.get(OutboxItem, claim.item_id)
-        if item is None or item.claim_token != claim.token or item.status != "running":
-            return "stale"
-        kind, payload, key, attempts, case_id = item.kind, dict(item.payload), item.idempotency_key, item.attempts, item.case_id
+    with db.engine.begin() as conn:
+        item = conn.execute(_READ, {"b_id": claim.item_id}).first()
+    if item is None or item.claim_token != claim.token or item.status != "running":
+        return "stale"
+    kind, payload, key, attempts, case_id = item.kind, dict(item.payload), item.idempotency_key, item.attempts, \
+        item.case_id
     effect = _effects.get(kind)
     try:
         if effect is None:
@@ -111,11 +121,9 @@ def perform(db: Database, claim: Claim, max_attempts: int) -> str:
     except Exception as exc:  # the effect's failure is data; the worker goes on
         permanent = isinstance(exc, PermanentEffectError) or attempts >= max_attempts
         return _record_failure(db, claim, case_id, kind, f"{type(exc).__name__}: {exc}", permanent, attempts)
-    with db.session() as s:
-        done = s.execute(
-            update(OutboxItem).where(OutboxItem.id == claim.item_id, OutboxItem.claim_token == claim.token)
-            .values(status="done", done_at=utcnow(), result=result, lease_until=None, last_error="")
-        ).rowcount
+    with db.engine.begin() as conn:
+        done = conn.execute(_DONE, {"b_id": claim.item_id, "b_token": claim.token, "b_now": utcnow(),
+                                    "b_result": result}).rowcount
     return "done" if done else "stale"
 
 

@@ -18,7 +18,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Callable
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from case_bridge import Case, CaseEvent, outbox
@@ -33,6 +34,13 @@ from sms.segment import Segment, segments
 from sms.templates import TemplateError, Templates, case_values
 
 log = logging.getLogger(__name__)
+
+# the statements of the hot path, built once (Core: no ORM unit of work per part)
+_M, _P = SmsMessage.__table__, SmsPart.__table__
+_MESSAGE_BY_KEY = select(_M.c.id, _M.c.text).where(_M.c.dedupe_key == bindparam("b_key"))
+_PARTS_OF = select(_P.c.seq, _P.c.smsc_id).where(_P.c.message_id == bindparam("b_id"))
+_NEW_MESSAGE, _NEW_PART = insert(_M), insert(_P)
+_SUBMITTED = update(_M).where(_M.c.id == bindparam("b_id"), _M.c.status == "submitting").values(status="submitted")
 
 ESSENTIAL = frozenset({"receipt", "result", "progress", "not_found", "opt_out", "report_ack"})
 Submit = Callable[[str, Segment], str]   # (E.164, part) → the SMS centre's message id; blocking
@@ -61,19 +69,21 @@ class Sender:
             raise PermanentEffectError(f"not texted: {payload.get('to')!r} is a {target.why}")
         template = str(payload.get("template") or "")
         essential = bool(payload.get("essential")) or template in ESSENTIAL
-        with self.db.session() as s:
-            if not essential and s.get(SmsOptOut, target.e164) is not None:
-                return {"skipped": "the number opted out of non-essential texts"}
-            later = None if essential else self.after_quiet_hours(utcnow())
-            if later is not None:
-                outbox.enqueue(s, "sms", payload, key=f"{key}@{later:%Y%m%d}", due_at=later,
-                               case_id=self._case_id(s, payload))
-                return {"deferred_to": later.isoformat()}
-            prepared = self._prepare(s, payload, key, target.e164, template)
+        later = None if essential else self.after_quiet_hours(utcnow())
+        if not essential:
+            with self.db.session() as s:
+                if s.get(SmsOptOut, target.e164) is not None:
+                    return {"skipped": "the number opted out of non-essential texts"}
+                if later is not None:
+                    outbox.enqueue(s, "sms", payload, key=f"{key}@{later:%Y%m%d}", due_at=later,
+                                   case_id=self._case_id(s, payload))
+                    return {"deferred_to": later.isoformat()}
+        rendered = self._render(payload, template)   # before the write transaction (SQLite: one writer)
+        with self.db.engine.begin() as conn:   # Core on one connection: the hot path of every text
+            prepared = self._prepare(conn, rendered, key, target.e164, template)
         sent = dict(prepared.sent)
-        for part in prepared.parts:
-            if part.seq in sent:
-                continue
+        todo = [part for part in prepared.parts if part.seq not in sent]
+        for i, part in enumerate(todo):
             try:
                 smsc_id = self.submit(prepared.to, part)
             except PermanentSendError as exc:
@@ -81,12 +91,14 @@ class Sender:
             except SendError as exc:
                 raise EffectError(f"{exc} ({len(sent)}/{len(prepared.parts)} parts acknowledged)") from None
             sent[part.seq] = smsc_id
-            with self.db.session() as s:   # at once: a retry must not send this part again
-                s.add(SmsPart(message_id=prepared.message_id, seq=part.seq, smsc_id=smsc_id, status="submitted"))
-        with self.db.session() as s:
-            message = s.get(SmsMessage, prepared.message_id)
-            if message.status == "submitting":
-                message.status = "submitted"
+            with self.db.engine.begin() as conn:   # at once: a retry must not send this part again
+                conn.execute(_NEW_PART, {"message_id": prepared.message_id, "seq": part.seq, "smsc_id": smsc_id,
+                                         "status": "submitted", "error": "", "at": utcnow()})
+                if i == len(todo) - 1:
+                    conn.execute(_SUBMITTED, {"b_id": prepared.message_id})
+        if not todo:
+            with self.db.engine.begin() as conn:
+                conn.execute(_SUBMITTED, {"b_id": prepared.message_id})
         return {"parts": len(prepared.parts), "smsc_ids": [sent[i] for i in sorted(sent)]}
 
     def after_quiet_hours(self, now: datetime) -> datetime | None:
@@ -101,31 +113,35 @@ class Sender:
         day = local.date() if t < end else local.date() + timedelta(days=1)
         return datetime.combine(day, end, zone)
 
-    def _prepare(self, s: Session, payload: dict[str, Any], key: str, to: str, template: str) -> Prepared:
-        message = s.scalar(select(SmsMessage).where(SmsMessage.dedupe_key == f"out:{key}"))
-        if message is None:
-            text, case_id = self._render(s, payload, template)
-            message = SmsMessage(direction="out", dedupe_key=f"out:{key}", phone=to,
-                                 service_addr=self.settings.sms_source_addr[:21], text=text, kind=template,
-                                 case_id=case_id, status="submitting", outbox_key=key)
-            s.add(message)
-            s.flush()
+    def _prepare(self, conn: Connection, rendered: tuple[str, int | None], key: str, to: str,
+                 template: str) -> Prepared:
+        """The message row (created on the first attempt; a retry keeps the text it had) and its parts."""
         ref = int(hashlib.sha256(key.encode()).hexdigest(), 16) % 256   # the same on every retry
-        parts = segments(message.text, ref=ref)
-        message.parts = len(parts)
-        sent = {p.seq: p.smsc_id for p in s.scalars(select(SmsPart).where(SmsPart.message_id == message.id))}
-        return Prepared(message.id, to, parts, sent)
+        row = conn.execute(_MESSAGE_BY_KEY, {"b_key": f"out:{key}"}).first()
+        if row is None:
+            text, case_id = rendered
+            parts = segments(text, ref=ref)
+            message_id = conn.execute(_NEW_MESSAGE, {
+                "direction": "out", "dedupe_key": f"out:{key}", "phone": to,
+                "service_addr": self.settings.sms_source_addr[:21], "text": text, "at": utcnow(), "kind": template,
+                "case_id": case_id, "work_item_id": None, "status": "submitting", "outbox_key": key,
+                "parts": len(parts), "data": {}}).inserted_primary_key[0]
+            return Prepared(message_id, to, parts, {})
+        parts = segments(row.text, ref=ref)
+        sent = {seq: smsc_id for seq, smsc_id in conn.execute(_PARTS_OF, {"b_id": row.id})}
+        return Prepared(row.id, to, parts, sent)
 
-    def _render(self, s: Session, payload: dict[str, Any], template: str) -> tuple[str, int | None]:
+    def _render(self, payload: dict[str, Any], template: str) -> tuple[str, int | None]:
         values: dict[str, Any] = {}
         case_id = None
         if payload.get("case_number"):
-            case = s.scalar(select(Case).where(Case.number == payload["case_number"]))
-            if case is None:
-                raise PermanentEffectError(f"no case {payload['case_number']} for the {template} text")
-            unit = s.get(HandlingUnit, case.handling_unit_code) if case.handling_unit_code else None
-            values = case_values(case, STATES, unit.name if unit else "", result=self._result(s, case))
-            case_id = case.id
+            with self.db.sessions() as s:   # a read: the case's values for the text
+                case = s.scalar(select(Case).where(Case.number == payload["case_number"]))
+                if case is None:
+                    raise PermanentEffectError(f"no case {payload['case_number']} for the {template} text")
+                unit = s.get(HandlingUnit, case.handling_unit_code) if case.handling_unit_code else None
+                values = case_values(case, STATES, unit.name if unit else "", result=self._result(s, case))
+                case_id = case.id
         values.update(payload.get("values") or {})
         try:
             return self.templates.render(template, **values).text, case_id
