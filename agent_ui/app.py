@@ -22,14 +22,15 @@ log = logging.getLogger(__name__)
 templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
 
 
-def create_app(settings: Settings | None = None, db: Database | None = None, bus: EventBus | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, db: Database | None = None, bus: EventBus | None = None,
+               core: CaseCore | None = None) -> FastAPI:
     settings = settings or get_settings()
     # the OpenAPI pages are served from this machine: call centres often have no outside internet
     app = FastAPIOffline(title="12319 城建服务热线 API", version="1", static_url="/static/docs",
                          description="Case core, workflow and Open311 GeoReport v2 of the 12319 hotline.")
     app.state.settings = settings
     app.state.db = db or Database(settings.database_url)
-    app.state.core = CaseCore(settings)
+    app.state.core = core or CaseCore(settings)   # `hotline run` shares one with telephony and SMS
     app.state.bus = bus or InProcessBus()
 
     app.include_router(api.router)

@@ -272,14 +272,20 @@ def panoramisk_parse(chunks: list[bytes]) -> int:
 
 
 class _NullTransport:
+    """Takes what the in-memory client writes (its actions) and counts it; nothing is sent."""
+
+    def __init__(self) -> None:
+        self.written = 0
+        self.closed = False
+
     def write(self, data: bytes) -> None:
-        pass
+        self.written += len(data)
 
     def close(self) -> None:
-        pass
+        self.closed = True
 
     def abort(self) -> None:
-        pass
+        self.closed = True
 
 
 def ours_parse_only(chunks: list[bytes]) -> int:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import wave
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -86,19 +85,5 @@ def recording_facts(path: str, spool_dir: Path) -> tuple[str, int | None, float 
     return relative, size, duration
 
 
-def register_recording(session: Session, uniqueid: str, path: str, spool_dir: Path) -> Call:
-    relative, size, duration = recording_facts(path, spool_dir)
-    return record_call(session, uniqueid, recording_path=relative, recording_bytes=size, recording_seconds=duration)
-
-
 def calls_of_case(session: Session, case_id: int) -> list[Call]:
     return list(session.scalars(select(Call).where(Call.case_id == case_id).order_by(Call.id)))
-
-
-def call_summary(call: Call) -> dict[str, Any]:
-    out: dict[str, Any] = {"uniqueid": call.uniqueid}
-    for name in sorted(FIELDS):
-        value = getattr(call, name)
-        out[name] = value.isoformat() if isinstance(value, datetime) else value
-    out["ivr"] = dict(call.ivr or {})
-    return out

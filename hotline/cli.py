@@ -106,7 +106,7 @@ async def _serve(settings, web: bool, agi: bool, ami: bool, sms: bool = False) -
         await sms_service.start()
     try:
         if web:
-            app = create_app(settings, db=db, bus=bus)
+            app = create_app(settings, db=db, bus=bus, core=core)
             app.state.telephony = telephony
             app.state.sms = sms_service
             config = uvicorn.Config(app, host=settings.web_host, port=settings.web_port, log_level="info")

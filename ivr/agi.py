@@ -209,11 +209,6 @@ class AGICall(Request):
             return "", True
         return reply.result if reply.result != "-1" else "", reply.data == "timeout"
 
-    async def wait_for_digit(self, timeout_ms: int) -> str:
-        reply = await self.send_command(f"WAIT FOR DIGIT {int(timeout_ms)}")
-        value = reply.value or 0
-        return chr(value) if value > 0 else ""
-
     async def set_variable(self, name: str, value: str) -> None:
         if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
             raise ValueError(f"bad channel variable name {name!r}")

@@ -33,7 +33,7 @@ from panoramisk.manager import Manager
 from panoramisk.message import Message
 
 from hotline.bus import EventBus
-from ivr.ami_state import CallCentreState, Notice
+from ivr.ami_state import CallCentreState, Notice, known
 
 log = logging.getLogger(__name__)
 
@@ -381,7 +381,7 @@ class AMIClient(Manager):
         reason = str(event.get("Reason", ""))
         outcome = "answered" if event.get("Response") == "Success" else ORIGINATE_REASONS.get(reason, "failed")
         return OriginateResult(str(event.get("ActionID", "")), outcome, reason,
-                               event.get("Channel") or None, _known(event.get("Uniqueid")))
+                               event.get("Channel") or None, known(event.get("Uniqueid")))
 
     async def queue_pause(self, interface: str, paused: bool, reason: str = "", queue: str | None = None) -> Message:
         action = {"Action": "QueuePause", "Interface": interface, "Paused": "true" if paused else "false"}
@@ -513,6 +513,3 @@ class AMIClient(Manager):
             for topic, data in batch:
                 await self.bus.publish(topic, data)
 
-
-def _known(value: Any) -> str | None:
-    return None if value in (None, "", "<unknown>") else str(value)

@@ -42,7 +42,7 @@ def _num(value: Any, scale: float = 1.0) -> float | None:
 
 def _dialled(exten: Any) -> str | None:
     """The number dialled; `s` is the start extension an Originate or a trunk without DID lands on."""
-    return None if exten == "s" else _known(exten)
+    return None if exten == "s" else known(exten)
 
 
 def _first(value: Any) -> Any:
@@ -53,8 +53,11 @@ def _shallow(obj: Any) -> dict[str, Any]:
     return {f.name: getattr(obj, f.name) for f in fields(obj)}
 
 
-def _known(value: Any) -> str | None:
-    return None if value in (None, "", "<unknown>", "unknown") else str(value)
+def known(value: Any) -> str | None:
+    """None for what Asterisk sends when it does not know (empty, unknown, <unknown>, anonymous)."""
+    if value is None or str(value).strip().lower() in ("", "unknown", "<unknown>", "anonymous"):
+        return None
+    return str(value)
 
 
 @dataclass
@@ -181,8 +184,8 @@ class CallCentreState:
             return []  # an agent leg or a Local half: part of the caller's call
         if uid in self.calls:
             return []
-        call = self.calls[uid] = LiveCall(uid, linked or uid, name, caller=_known(e.get("CallerIDNum")),
-                                         caller_name=_known(e.get("CallerIDName")), dialled=_dialled(e.get("Exten")),
+        call = self.calls[uid] = LiveCall(uid, linked or uid, name, caller=known(e.get("CallerIDNum")),
+                                         caller_name=known(e.get("CallerIDName")), dialled=_dialled(e.get("Exten")),
                                          started_at=_time(e))
         return [("call.started", {"uniqueid": uid, "caller": call.caller, "caller_name": call.caller_name,
                                   "channel": name, "dialled": call.dialled})]
@@ -229,7 +232,7 @@ class CallCentreState:
         if call is not None:
             call.outcome = "voicemail"
             call.voicemail_path = path
-        return [("call.voicemail", {"uniqueid": uid, "caller": _known(_first(e.get("Caller"))), "path": path})]
+        return [("call.voicemail", {"uniqueid": uid, "caller": known(_first(e.get("Caller"))), "path": path})]
 
     # ---------------------------------------------------------------------------- queues
     def _join(self, e: Mapping[str, Any]) -> list[Notice]:
@@ -240,7 +243,7 @@ class CallCentreState:
         if call is not None:
             call.queue, call.position, call.queued_at = qname, position, _time(e)
         return [("call.queued", {"uniqueid": uid, "queue": qname, "position": position,
-                                 "caller": _known(e.get("CallerIDNum"))})]
+                                 "caller": known(e.get("CallerIDNum"))})]
 
     def _leave(self, e: Mapping[str, Any]) -> list[Notice]:
         self.queue(e.get("Queue", "")).waiting.pop(e.get("Uniqueid", ""), None)
@@ -267,7 +270,7 @@ class CallCentreState:
     def _agent_called(self, e: Mapping[str, Any]) -> list[Notice]:
         return [("call.agent_called", {"uniqueid": e.get("Uniqueid"), "queue": e.get("Queue"),
                                        "agent": e.get("MemberName") or e.get("Interface"),
-                                       "interface": e.get("Interface"), "caller": _known(e.get("CallerIDNum"))})]
+                                       "interface": e.get("Interface"), "caller": known(e.get("CallerIDNum"))})]
 
     def _ring_no_answer(self, e: Mapping[str, Any]) -> list[Notice]:
         return [("call.agent_no_answer", {"uniqueid": e.get("Uniqueid"), "interface": e.get("Interface"),
@@ -277,8 +280,8 @@ class CallCentreState:
         uid = e.get("Uniqueid", "")
         call = self.calls.get(uid)
         data = {"uniqueid": uid, "queue": e.get("Queue"), "agent": e.get("MemberName") or e.get("Interface"),
-                "interface": e.get("Interface"), "caller": _known(e.get("CallerIDNum")),
-                "caller_name": _known(e.get("CallerIDName")), "wait_seconds": _num(e.get("HoldTime")),
+                "interface": e.get("Interface"), "caller": known(e.get("CallerIDNum")),
+                "caller_name": known(e.get("CallerIDName")), "wait_seconds": _num(e.get("HoldTime")),
                 "ring_seconds": _num(e.get("RingTime"))}
         if call is not None:
             call.answered_at = _time(e)

@@ -24,6 +24,7 @@ from hotline.bus import EventBus
 from hotline.db import Database, utcnow
 from hotline.phone import InvalidPhoneNumber, normalise
 from hotline.settings import Settings
+from ivr.ami_state import known
 
 if TYPE_CHECKING:
     from ivr.agi import AGICall
@@ -31,10 +32,6 @@ if TYPE_CHECKING:
     from ivr.prompts import Catalogue
 
 log = logging.getLogger(__name__)
-
-
-def _known(value: str | None) -> str | None:
-    return None if not value or value.lower() in ("unknown", "anonymous", "<unknown>") else value
 
 
 @dataclass(frozen=True)
@@ -85,10 +82,10 @@ class IVRServices:
     # ------------------------------------------------------------------------ call record
     async def call_started(self, call: "AGICall", caller: str | None, direction: str) -> None:
         fields = dict(direction=direction, channel=call.headers.get("agi_channel"),
-                      caller=caller or _known(call.caller[:40]),
+                      caller=caller or known(call.caller[:40]),
                       # a survey leg shows our own outgoing caller ID, not the citizen's
-                      caller_name=_known(call.caller_name[:80]) if direction != "survey" else None,
-                      dialled=_known(call.headers.get("agi_dnid")), started_at=utcnow())
+                      caller_name=known(call.caller_name[:80]) if direction != "survey" else None,
+                      dialled=known(call.headers.get("agi_dnid")), started_at=utcnow())
         await asyncio.to_thread(self._record, call.uniqueid, None, fields)
         await self._publish("call.ivr_started", {"uniqueid": call.uniqueid, "caller": caller, "direction": direction})
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import timedelta
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import select
@@ -36,7 +36,13 @@ SURVEY_STATES = ("closed",)
 @register_effect("survey_call")
 def survey_call(payload: dict[str, Any], key: str) -> dict[str, Any]:
     settings = get_settings()
-    return SurveyCaller(settings, Database(settings.database_url)).attempt(payload, key)
+    return SurveyCaller(settings, _database(settings.database_url)).attempt(payload, key)
+
+
+@lru_cache(maxsize=2)
+def _database(url: str) -> Database:
+    """One engine (and pool) per worker process, not one per callback."""
+    return Database(url)
 
 
 class SurveyCaller:

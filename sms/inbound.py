@@ -31,8 +31,8 @@ from case_bridge import ActionIn, Case, CaseCore, WorkflowError, outbox
 from case_bridge.models import CaseCounter, OutboxItem, SmsMessage, SmsOptOut, SmsWorkItem
 from case_bridge.placement import placement_summary
 from hotline.accounts import SYSTEM
-from hotline.phone import InvalidPhoneNumber, normalise
 from hotline.settings import Settings
+from sms.numbers import NPI_UNKNOWN, TON_UNKNOWN, from_smsc
 
 log = logging.getLogger(__name__)
 
@@ -67,21 +67,10 @@ def canonical(text: str) -> str:
     return re.sub(r"[\s。.!！?？,，、~～]+$", "", re.sub(r"\s+", " ", folded))
 
 
-def citizen(source: str, settings: Settings) -> str | None:
-    digits = re.sub(r"[^\d+]", "", source or "")
-    if digits.startswith("86") and len(digits) == 13:
-        digits = "+" + digits
-    try:
-        number = normalise(digits, settings.phone_region)
-    except InvalidPhoneNumber:
-        return None
-    return None if number.is_service else number.e164
-
-
 def receive(session: Session, core: CaseCore, settings: Settings, mo: MO) -> Outcome:
     source = (mo.source or "").replace("\x00", "")[:40]
     service_addr = (mo.service_addr or "").replace("\x00", "")[:21]
-    phone = citizen(source, settings)
+    phone = from_smsc(source, TON_UNKNOWN, NPI_UNKNOWN, settings.phone_region)   # None: not a citizen
     at = mo.at or core.now()
     text = (mo.text or "").replace("\x00", "")
     flags = {}

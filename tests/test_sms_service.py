@@ -166,6 +166,13 @@ async def test_a_final_failure_receipt_is_noted_on_the_case(channel, smsc, db, c
     await until(lambda: db_count(db, select(func.count()).select_from(CaseEvent)
                                  .where(CaseEvent.case_id == case_id, CaseEvent.action == "sms_undelivered")) == 1,
                 what="undelivered note")
+    with db.session() as s:
+        note = s.scalar(select(CaseEvent).where(CaseEvent.case_id == case_id, CaseEvent.action == "sms_undelivered"))
+        message = s.scalar(select(SmsMessage).where(SmsMessage.case_id == case_id, SmsMessage.direction == "out"))
+        parts = s.scalars(select(SmsPart).where(SmsPart.message_id == message.id)).all()
+    assert "UNDELIV" in note.note and note.data["sms_id"] == message.id
+    assert message.status == "failed" and parts and all(p.status == "failed" for p in parts)
+    assert all("UNDELIV" in p.error for p in parts)
 
 
 async def test_the_api_shows_the_link_and_the_work_list(channel, smsc, db, settings, people):

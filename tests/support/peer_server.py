@@ -9,13 +9,14 @@ something a test may wait on has changed.
 """
 from __future__ import annotations
 
+import abc
 import asyncio
 import contextlib
 from collections.abc import Callable, Coroutine, Iterable
 from typing import Any, Self
 
 
-class PeerServer:
+class PeerServer(abc.ABC):
     """Base of the fake peers: listening, stopping, waiting and task tracking."""
 
     _label = "PeerServer"  # how timeouts name the fake
@@ -27,11 +28,13 @@ class PeerServer:
         self._tasks: set[asyncio.Task] = set()
         self._changed = asyncio.Event()
 
+    @abc.abstractmethod
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        raise NotImplementedError
+        """Serve one connection (the peer's protocol)."""
 
+    @abc.abstractmethod
     def _open_writers(self) -> Iterable[asyncio.StreamWriter]:
-        raise NotImplementedError
+        """The connections open now, for stop() to abort."""
 
     # --- life cycle ------------------------------------------------------------------------------
 
