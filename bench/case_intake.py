@@ -7,10 +7,11 @@ For each backend (SQLite, PostgreSQL) this
 2. starts the real web app (`uvicorn agent_ui:create_app --factory`) in its own process
    on 127.0.0.1, and drives POST /api/v1/cases with an httpx AsyncClient at a fixed
    concurrency. Every case is a filed, auto-dispatched 投诉/求助 with a mobile caller, so each
-   creation writes 1 cases row, 3 case_events rows (create, file, dispatch) and 1 outbox
-   row (the SMS receipt); the database is then checked to hold exactly that;
+   creation writes 1 cases row, 3 case_events rows (create, file, dispatch) and 2 outbox
+   rows (the SMS receipt, and the SMS telling the citizen the case was dispatched); the
+   database is then checked to hold exactly that;
 3. measures, in the same run and on a second fresh database of the same backend, a bare
-   insert of the same rows (cases row, its 3 case_events rows, its outbox row — same
+   insert of the same rows (cases row, its 3 case_events rows, its 2 outbox rows — same
    columns and value shapes) with SQLAlchemy Core, one transaction per case, from as many
    threads as the API run's concurrency.
 
@@ -279,6 +280,8 @@ def count_rows(db_url: str) -> dict[str, int]:
                 "outbox": s.scalar(select(func.count()).select_from(OutboxItem)),
                 "outbox_sms_receipt": s.scalar(select(func.count()).select_from(OutboxItem).where(
                     OutboxItem.kind == "sms", OutboxItem.idempotency_key.like("sms:receipt:%"))),
+                "outbox_sms_dispatched": s.scalar(select(func.count()).select_from(OutboxItem).where(
+                    OutboxItem.kind == "sms", OutboxItem.idempotency_key.like("sms:dispatched:%"))),
             }
     finally:
         db.dispose()
@@ -286,7 +289,8 @@ def count_rows(db_url: str) -> dict[str, int]:
 
 def verify(db_url: str, n: int, label: str) -> dict[str, Any]:
     got = count_rows(db_url)
-    want = {"cases": n, "cases_dispatched": n, "case_events": 3 * n, "outbox": n, "outbox_sms_receipt": n}
+    want = {"cases": n, "cases_dispatched": n, "case_events": 3 * n, "outbox": 2 * n, "outbox_sms_receipt": n,
+            "outbox_sms_dispatched": n}
     ok = got == want
     shown = ", ".join(f"{k} {got[k]}/{want[k]}" for k in want)
     print(f"  verify {label}: {shown}  -> {'OK' if ok else 'MISMATCH'}", flush=True)
@@ -486,16 +490,18 @@ def run_bare(backend: str, db_url: str, work: Path, args, db_pid: int | None) ->
                  "data": {"channel": b["channel"], "request_type": b["request_type"]}},
                 {"case_id": case_id, "at": now, "actor_id": agent_id, "actor": BENCH_USER, "actor_role": "agent",
                  "action": "file", "from_state": "intake", "to_state": "filed", "note": "", "data": {}},
-                {"case_id": case_id, "at": now, "actor_id": None, "actor": "system", "actor_role": "system",
-                 "action": "dispatch", "from_state": "filed", "to_state": "dispatched", "note": "定位可信，自动派遣",
-                 "data": {"unit": b["district_code"], "limit": limit.label}},
             ])
-            conn.execute(insert(outbox_t), {
-                "kind": "sms", "payload": {"to": phone, "template": "receipt", "case_number": number},
-                "idempotency_key": f"sms:receipt:{case_id}", "case_id": case_id, "status": "pending",
+            dispatch_id = conn.execute(insert(events_t).returning(events_t.c.id), {
+                "case_id": case_id, "at": now, "actor_id": None, "actor": "system", "actor_role": "system",
+                "action": "dispatch", "from_state": "filed", "to_state": "dispatched", "note": "定位可信，自动派遣",
+                "data": {"unit": b["district_code"], "limit": limit.label}}).scalar_one()
+            conn.execute(insert(outbox_t), [{
+                "kind": "sms", "payload": {"to": phone, "template": template, "case_number": number},
+                "idempotency_key": key, "case_id": case_id, "status": "pending",
                 "due_at": now, "available_at": now, "attempts": 0, "lease_until": None, "claim_token": None,
                 "last_error": "", "result": {}, "created_at": now, "done_at": None,
-            })
+            } for template, key in (("receipt", f"sms:receipt:{case_id}"),
+                                    ("dispatched", f"sms:dispatched:{case_id}:{dispatch_id}"))])
         return (time.perf_counter() - t0) * 1000
 
     print(f"[{backend}] bare insert: {args.warmup} warm-up + {args.cases} measured cases from "

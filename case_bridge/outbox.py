@@ -132,7 +132,8 @@ def _record_failure(db: Database, claim: Claim, case_id: int | None, kind: str, 
     now = utcnow()
     status = "failed" if permanent else "pending"
     delay = BACKOFF[min(attempts - 1, len(BACKOFF) - 1)]
-    log.warning("outbox %s #%s attempt %s failed (%s): %s", kind, claim.item_id, attempts, status, error)
+    log.warning("outbox %s #%s attempt %s failed (%s): %s", kind, claim.item_id, attempts, status, error,
+                extra={"outbox_id": claim.item_id})
     with db.session() as s:
         changed = s.execute(
             update(OutboxItem).where(OutboxItem.id == claim.item_id, OutboxItem.claim_token == claim.token)

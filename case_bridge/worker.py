@@ -10,7 +10,7 @@ import importlib
 import logging
 from functools import lru_cache
 
-from celery import Celery
+from celery import Celery, signals
 from sqlalchemy import select
 
 from case_bridge import outbox
@@ -45,6 +45,14 @@ def make_celery() -> Celery:
 
 
 app = make_celery()
+
+
+@signals.setup_logging.connect
+def _logging(**_kw) -> None:
+    """The worker logs like the rest of the product (level, text or JSON); beat's ticks are DEBUG."""
+    from hotline.logs import configure_logging
+    s = get_settings()
+    configure_logging(s.log_level, s.log_format)
 
 
 @lru_cache(maxsize=1)

@@ -14,9 +14,12 @@ from sqlalchemy import JSON, DateTime, Engine, create_engine, event
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
+from hotline import clock
+
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    """The product clock's now (`hotline.clock`): tests set it, nothing else reads the system time."""
+    return clock.now()
 
 
 class UTCDateTime(TypeDecorator):

@@ -18,6 +18,8 @@ from dataclasses import dataclass, field, fields
 from datetime import datetime, timezone
 from typing import Any, Callable, Mapping
 
+from hotline import clock
+
 Notice = tuple[str, dict[str, Any]]
 TRANSFER_CONTEXT = "hotline-transfer"   # where AMI Redirect puts a live caller (asterisk_conf)
 
@@ -30,7 +32,7 @@ def _time(event: Mapping[str, Any]) -> datetime:
     try:
         return datetime.fromtimestamp(float(stamp), timezone.utc)
     except (TypeError, ValueError):
-        return datetime.now(timezone.utc)
+        return clock.now()
 
 
 def _num(value: Any, scale: float = 1.0) -> float | None:
@@ -166,7 +168,7 @@ class CallCentreState:
         notices: list[Notice] = []
         for uid in [u for u in self.calls if u not in alive]:
             call = self.calls.pop(uid)
-            call.ended_at = call.ended_at or datetime.now(timezone.utc)
+            call.ended_at = call.ended_at or clock.now()
             call.outcome = call.outcome or "lost_track"
             notices.append(("call.ended", call.summary()))
         self.channels = {name: uid for name, uid in self.channels.items() if uid in alive}

@@ -26,3 +26,22 @@ ensure_venv() {  # $1: extras, e.g. "" or "[test]"
     echo "$want" > "$stamp"
   fi
 }
+
+# ensure_apt "command:package" …: installs (apt-get, one call) the packages whose command is missing.
+# A machine without apt-get or root gets a warning; the tests that need the tool say so themselves.
+ensure_apt() {
+  local want=() pair cmd pkg sudo
+  for pair in "$@"; do
+    cmd=${pair%%:*}; pkg=${pair#*:}
+    if ! command -v "$cmd" >/dev/null 2>&1 && ! ls $cmd >/dev/null 2>&1; then want+=("$pkg"); fi
+  done
+  [ ${#want[@]} -eq 0 ] && return 0
+  if [ "$(id -u)" = 0 ]; then sudo=""; elif command -v sudo >/dev/null 2>&1; then sudo="sudo -n"; else sudo=none; fi
+  if [ "$sudo" != none ] && command -v apt-get >/dev/null 2>&1; then
+    echo "installing ${want[*]} (apt-get)…"
+    $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${want[@]}" >/dev/null \
+      || echo "warning: ${want[*]} could not be installed; the tests that need them will say so"
+  else
+    echo "warning: ${want[*]} missing and no way to install them; the tests that need them will say so"
+  fi
+}

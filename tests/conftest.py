@@ -3,14 +3,16 @@ from __future__ import annotations
 
 import shutil
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 from sqlalchemy import text
 
 from case_bridge import CaseCore, seed_units
 from hotline.accounts import Actor, User, hash_password, issue_api_key
+from hotline.clock import ManualClock, use_clock
 from hotline.db import Base, Database
 from hotline.migrate import upgrade
 from hotline.settings import get_settings, load_settings
@@ -79,24 +81,13 @@ def db(settings):
     database.dispose()
 
 
-class FakeClock:
-    """A clock the test moves by hand."""
-
-    def __init__(self, start: datetime) -> None:
-        self.t = start
-
-    def __call__(self) -> datetime:
-        return self.t
-
-    def advance(self, **kw) -> datetime:
-        self.t += timedelta(**kw)
-        return self.t
-
-
 @pytest.fixture
-def clock() -> FakeClock:
-    # Monday 2026-11-23 09:00 in Shenzhen: a working day, inside working hours
-    return FakeClock(datetime(2026, 11, 23, 1, 0, tzinfo=timezone.utc))
+def clock() -> Iterator[ManualClock]:
+    """The product's clock for this test (hotline.clock): Monday 2026-11-23 09:00 in Shenzhen, a working
+    day inside working hours, whatever day the machine thinks it is."""
+    fake = ManualClock(datetime(2026, 11, 23, 1, 0, tzinfo=timezone.utc))
+    with use_clock(fake):
+        yield fake
 
 
 @pytest.fixture
@@ -136,3 +127,17 @@ def people(db, password_hash) -> People:
             actors[username] = Actor.of(user)
             keys[username] = issue_api_key(s, user, "test")
     return People(actors, keys)
+
+
+# Tests whose outcome could depend on the day they run: those on the product clock, and the modules
+# of calendars, deadlines, quiet hours and calling hours. CI runs them again under faketime in a
+# later year (.ci/run), so a time bomb cannot land.
+TIME_SENSITIVE_MODULES = {"test_calendar", "test_kernel", "test_kpi", "test_outbox", "test_sms_service",
+                          "test_survey_call", "test_sms_inbound", "test_cli"}
+
+
+def pytest_collection_modifyitems(items) -> None:
+    for item in items:
+        module = item.module.__name__.rsplit(".", 1)[-1] if item.module else ""
+        if "clock" in getattr(item, "fixturenames", ()) or module in TIME_SENSITIVE_MODULES:
+            item.add_marker(pytest.mark.time_sensitive)

@@ -17,8 +17,8 @@ def bus():
 
 
 @pytest.fixture
-def client(settings, db, people, bus):
-    return TestClient(create_app(settings, db, bus))
+def client(settings, db, people, bus, core):
+    return TestClient(create_app(settings, db, bus, core=core))   # the test's clock decides what day it is
 
 
 def test_without_a_valid_key_nothing_is_served(client):

@@ -124,3 +124,25 @@ def test_unknown_key_in_the_toml_file(tmp_path, monkeypatch):
     monkeypatch.setenv("HOTLINE_CONFIG", str(cfg))
     with pytest.raises(SettingsError, match="web_prot"):
         load_settings()
+
+
+def test_json_logs_carry_the_case_and_the_access_log_keeps_only_failures_without_secrets(capsys):
+    import json
+    import logging
+
+    from hotline.logs import configure_logging
+    try:
+        configure_logging("INFO", "json")
+        logging.getLogger("case_bridge.outbox").warning("sms failed", extra={"case": "E0102202611230001",
+                                                                             "outbox_key": "sms:receipt:1"})
+        access = logging.getLogger("uvicorn.access")
+        access.info('%s - "%s %s HTTP/%s" %d', "127.0.0.1:5", "GET", "/healthz", "1.1", 200)
+        access.info('%s - "%s %s HTTP/%s" %d', "127.0.0.1:5", "GET", "/open311/v2/requests.json?api_key=hk_s3cret",
+                    "1.1", 403)
+        logging.getLogger("celery.beat").info("Scheduler: Sending due task outbox-dispatch")
+        lines = [json.loads(line) for line in capsys.readouterr().err.splitlines()]
+    finally:
+        configure_logging("INFO", "text")
+    assert lines[0]["case"] == "E0102202611230001" and lines[0]["outbox_key"] == "sms:receipt:1"
+    assert lines[0]["level"] == "WARNING" and lines[0]["message"] == "sms failed"
+    assert len(lines) == 2 and "hk_s3cret" not in lines[1]["message"] and "api_key=[redacted]" in lines[1]["message"]

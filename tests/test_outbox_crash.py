@@ -17,6 +17,7 @@ import pytest
 from sqlalchemy import select
 
 from case_bridge import CaseCore, HandlingUnit, NewCase, OutboxItem
+from tests.support.waiting import wait_for
 from tests.support.webhook_receiver import WebhookReceiver
 
 
@@ -27,13 +28,6 @@ def start_worker(env: dict) -> subprocess.Popen:
         env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
-def wait_for(predicate, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @pytest.mark.timeout(180)

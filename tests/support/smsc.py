@@ -603,7 +603,7 @@ class FakeSMSC(PeerServer):
                 f"bound={self.sessions_bound} submits={len(self.submits)} rejected={len(self.rejected_submits)} "
                 f"deliver_resps={len(self.deliver_resps)} errors={[e.reason for e in self.errors]} last PDUs: {tail}")
 
-    async def wait_for(self, predicate: Callable[[], object], timeout: float = 5.0, what: str = "condition") -> None:
+    async def wait_for(self, predicate: Callable[[], object], timeout: float = 30.0, what: str = "condition") -> None:
         """Wait until ``predicate()`` is truthy; re-checked on every PDU, connect and close."""
         await self._wait(predicate, timeout, what, self.summary)
 
