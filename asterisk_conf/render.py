@@ -177,6 +177,11 @@ def _warnings(settings: Settings) -> list[tuple[str, str]]:
     if public_ami:
         out.append(("manager.conf", (f"the AMI listens on {settings.ami_host}, not on loopback: AMI is plain "
                                      "text, keep that network private (ami_permit limits who may log in)")))
+    moh = Path(os.path.abspath(settings.prompts_dir)) / "moh" if settings.prompts_dir else None
+    if moh is not None and not (moh.is_dir() and any(f.suffix.lower() in (".wav", ".gsm", ".sln", ".ulaw")
+                                                      for f in moh.iterdir())):
+        out.append(("musiconhold.conf", (f"the hold music folder {moh} has no sound file: callers waiting in a "
+                                         "queue hear silence; run `hotline prompts build`")))
     if settings.trunk_host and not settings.trunk_username:
         out.append(("pjsip.conf", ("trunk_host is set without trunk_username: no registration; calls are "
                                    "accepted from the trunk host by its address alone")))
@@ -333,6 +338,7 @@ def _context(settings: Settings, plan: QueuePlan) -> dict[str, object]:
         "agi": f"agi://{agi_host}:{settings.agi_port}",
         "spool_dir": spool_dir,
         "prompt": prompt,
+        "moh_dir": f"{prompts_dir}/moh",
         "queues": plan,
         "max_wait": settings.queue_max_wait_seconds,
         "wrapup": settings.queue_wrapup_seconds,

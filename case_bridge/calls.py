@@ -62,9 +62,11 @@ def link_case(session: Session, case: Case) -> None:
                         .values(case_id=case.id))
 
 
-def recording_facts(path: str, spool_dir: Path) -> tuple[str, int | None, float | None]:
+def recording_facts(path: str, spool_dir: Path, quiet: bool = False,
+                    path_only: bool = False) -> tuple[str, int | None, float | None]:
     """(path relative to the spool, size in bytes, duration in seconds) of a recording Asterisk
-    reported. The size and duration are known only when the spool is visible from here."""
+    reported. The size and duration are known only when the spool is visible from here and the
+    file reads as a WAV file (None while MixMonitor is still writing it)."""
     spool = spool_dir.resolve()
     candidate = Path(path)
     if not candidate.is_absolute():
@@ -73,7 +75,7 @@ def recording_facts(path: str, spool_dir: Path) -> tuple[str, int | None, float 
     if not resolved.is_relative_to(spool) or resolved.suffix.lower() not in (".wav", ".gsm", ".wav49"):
         raise RecordingRejected(f"recording {path!r} is not a sound file under {spool}")
     relative = resolved.relative_to(spool).as_posix()
-    if not resolved.is_file():
+    if path_only or not resolved.is_file():
         return relative, None, None
     size = resolved.stat().st_size
     duration = None
@@ -81,7 +83,8 @@ def recording_facts(path: str, spool_dir: Path) -> tuple[str, int | None, float 
         with wave.open(str(resolved), "rb") as w:
             duration = w.getnframes() / float(w.getframerate())
     except (wave.Error, EOFError, OSError, ZeroDivisionError) as exc:
-        log.warning("recording %s: size %s but no readable WAV header (%s)", relative, size, exc)
+        (log.debug if quiet else log.warning)("recording %s: size %s but no readable WAV header (%s)",
+                                              relative, size, exc)
     return relative, size, duration
 
 

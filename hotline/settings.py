@@ -44,6 +44,10 @@ class Settings(BaseSettings):
     web_host: str = "127.0.0.1"
     web_port: int = Field(8319, ge=1, le=65535)
 
+    # logging: INFO says what a person needs; DEBUG adds every tick and request; json for collectors
+    log_level: str = Field("INFO", pattern="^(DEBUG|INFO|WARNING|ERROR)$")
+    log_format: str = Field("text", pattern="^(text|json)$")
+
     timezone: str = "Asia/Shanghai"
     phone_region: str = Field("CN", min_length=2, max_length=2)
     city_name: str = "深圳市"
@@ -98,6 +102,7 @@ class Settings(BaseSettings):
     asterisk_spool_dir: Path = Path("/var/spool/asterisk/monitor")  # MixMonitor writes <yyyy>/<mm>/<dd>/<uniqueid>.wav
     prompts_dir: Path | None = None            # built prompts; default data_dir/prompts
     studio_prompts_dir: Path | None = None     # recorded studio files <id>.wav, used before synthesised ones
+    prompt_voice_rate: int = Field(175, ge=80, le=450)   # espeak-ng words per minute for synthesised prompts
     service_number: str = "12319"
     trunk_host: str = ""                       # the operator's SIP trunk ("" = no trunk section)
     trunk_username: str = ""

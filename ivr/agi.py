@@ -37,6 +37,10 @@ class AGIError(Exception):
     """The session cannot go on (no reply, a broken reply, a closed connection)."""
 
 
+class PromptFailed(Exception):
+    """Asterisk could not play a file (result=-1 with the caller still there): a missing prompt."""
+
+
 class CallerHungUp(AGIError):
     """The caller is gone; flows stop here and keep what they learned."""
 
@@ -97,6 +101,12 @@ def route_name(headers: dict[str, str]) -> str:
     return script.split("?", 1)[0].strip("/")
 
 
+def _key(result: str) -> str:
+    """The key in a STREAM FILE / WAIT FOR DIGIT result (its ASCII code); "" for none."""
+    code = int(result) if result.isdigit() else 0
+    return chr(code) if 0 < code < 128 and chr(code) in "0123456789*#ABCD" else ""
+
+
 def quote(value: str) -> str:
     """One AGI argument: quoted, with quotes and backslashes escaped, no line breaks."""
     clean = str(value).replace("\\", "\\\\").replace('"', '\\"').replace("\r", " ").replace("\n", " ")
@@ -147,7 +157,7 @@ class AGICall(Request):
         elif reply.result == "-1" and command.upper().startswith(MEDIA_COMMANDS):
             if self.hung_up or await self._hangup_follows():
                 raise CallerHungUp(f"{command}: caller hung up")
-            log.warning("AGI %s on %s failed: %s (a missing prompt file?)", command, self.uniqueid, reply.line)
+            log.debug("AGI %s on %s failed: %s (a missing prompt file?)", command, self.uniqueid, reply.line)
         return reply
 
     async def _readline(self, timeout: float) -> str:
@@ -199,15 +209,40 @@ class AGICall(Request):
     async def answer(self) -> None:
         await self.send_command("ANSWER")
 
-    async def stream(self, path: str, escape_digits: str = "") -> AGIReply:
-        return await self.send_command(f"STREAM FILE {path} {quote(escape_digits)}")
+    async def stream(self, path: str, escape_digits: str = "") -> str:
+        """Play `path`; a key in `escape_digits` stops it and is returned ("" when none was pressed).
+        Raises PromptFailed when Asterisk cannot play the file."""
+        reply = await self.send_command(f"STREAM FILE {path} {quote(escape_digits)}")
+        if reply.code == 200 and reply.result == "-1":
+            raise PromptFailed(path)
+        return _key(reply.result) if reply.code == 200 else ""
 
     async def get_data(self, path: str, timeout_ms: int, max_digits: int) -> tuple[str, bool]:
-        """Play `path` and collect up to max_digits keys ('#' ends); (digits, timed_out)."""
+        """Play `path` and collect up to max_digits keys ('#' ends); (digits, timed_out).
+        Raises PromptFailed when Asterisk cannot play the file (it then reads no keys at all)."""
         reply = await self.send_command(f"GET DATA {path} {int(timeout_ms)} {int(max_digits)}")
         if reply.code != 200:
             return "", True
-        return reply.result if reply.result != "-1" else "", reply.data == "timeout"
+        if reply.result == "-1":
+            raise PromptFailed(path)
+        return reply.result, reply.data == "timeout"
+
+    async def wait_digits(self, timeout_ms: int, max_digits: int, first: str = "") -> tuple[str, bool]:
+        """Collect keys without a prompt (WAIT FOR DIGIT each), as GET DATA would: '#' ends, silence
+        for `timeout_ms` is a time-out; `first` is a key the caller already pressed."""
+        digits = ""
+        key = first
+        while True:
+            if key == "#":
+                return digits, False
+            if key:
+                digits += key
+                if len(digits) >= max_digits:
+                    return digits, False
+            reply = await self.send_command(f"WAIT FOR DIGIT {int(timeout_ms)}")
+            key = _key(reply.result) if reply.code == 200 else ""
+            if not key:
+                return digits, True
 
     async def set_variable(self, name: str, value: str) -> None:
         if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
@@ -321,7 +356,7 @@ class AGIServer(Application):
             if inspect.isawaitable(result):
                 await result
         except CallerHungUp as exc:
-            log.info("call %s (%s): caller hung up (%s)", call.uniqueid, name, exc)
+            log.info("call %s (%s): caller hung up (%s)", call.uniqueid, name, exc, extra={"uniqueid": call.uniqueid})
         except AGIError as exc:
             log.warning("call %s (%s): session ended: %s", call.uniqueid, name, exc)
         except Exception:  # a flow's bug ends that call's flow only

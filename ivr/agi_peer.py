@@ -7,12 +7,17 @@ prompt, an unsolicited `HANGUP` when they hang up between commands, `511` for me
 on a dead channel, and `HANGUP` + close when the script half-closes its side.
 
 The caller is scripted: `keys` is what they press at each prompt that reads keys (one entry
-per GET DATA / WAIT FOR DIGIT; "" = silence; "123#" = digits then #), `hangup_after` the
-number of commands after which they hang up.
+per GET DATA / WAIT FOR DIGIT; "" = silence; "123#" = digits then #), `presses` the key they
+press while a prompt is streamed (prompt file name → key; it interrupts a STREAM FILE whose
+escape digits include it, as Asterisk replies `result=<ASCII code>`), `hangup_after` the
+number of commands after which they hang up. With `check_files`, a file that does not exist
+plays as on a real Asterisk: STREAM FILE `result=-1 endpos=0`, GET DATA `result=-1` at once,
+and no HANGUP after it.
 """
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import shlex
 import time
@@ -57,10 +62,12 @@ class AGIPeer:
                  hangup_after: int | None = None, hangup_while_idle: bool = False,
                  uniqueid: str | None = None, variables: dict[str, str] | None = None,
                  channel: str = "PJSIP/trunk-00000001", dnid: str = "12319", args: tuple[str, ...] = (),
-                 timeout: float = 30.0) -> None:
+                 timeout: float = 30.0, presses: dict[str, str] | None = None, check_files: bool = False) -> None:
         self.host, self.port, self.script = host, port, script
         self.caller, self.caller_name = caller, caller_name
         self.keys = list(keys)
+        self.presses = dict(presses or {})
+        self.check_files = check_files
         self.hangup_after = hangup_after
         self.hangup_while_idle = hangup_while_idle
         self.uniqueid = uniqueid or f"{int(time.time())}.{id(self) % 100000}"
@@ -128,6 +135,10 @@ class AGIPeer:
                 await writer.drain()
             last = time.perf_counter()
 
+    def _missing(self, path: str) -> bool:
+        """Asterisk looks for the file under each format it knows; we ship WAV."""
+        return self.check_files and not any(os.path.exists(path + ext) for ext in (".wav", ".WAV", ".sln", ".gsm"))
+
     def _next_keys(self) -> str | None:
         return self.keys.pop(0) if self.keys else None
 
@@ -154,11 +165,19 @@ class AGIPeer:
         if upper == "ANSWER":
             return "200 result=0\n"
         if upper.startswith("STREAM FILE") and len(words) >= 3:
+            if self._missing(words[2]):
+                return "200 result=-1 endpos=0\n"
             self.result.played.append(words[2])
+            pressed = self.presses.pop(os.path.basename(words[2]), "")
+            escape = words[3] if len(words) > 3 else ""
+            if pressed and pressed[0] in escape:
+                return f"200 result={ord(pressed[0])} endpos=8000\n"
             return "200 result=0 endpos=16000\n"
         if upper.startswith("GET DATA"):
             if len(words) < 3:
                 return USAGE
+            if self._missing(words[2]):
+                return "200 result=-1\n"
             self.result.played.append(words[2])
             max_digits = int(words[4]) if len(words) > 4 and words[4].isdigit() else 1024
             keys = self._next_keys()
@@ -168,8 +187,10 @@ class AGIPeer:
             digits = re.sub(r"[^0-9*]", "", digits)[:max_digits]
             timed_out = not hash_pressed and len(digits) < max_digits
             return f"200 result={digits}{' (timeout)' if timed_out else ''}\n"
-        if upper.startswith("WAIT FOR DIGIT"):
+        if upper.startswith("WAIT FOR DIGIT"):   # one key of the caller's entry at a time
             keys = self._next_keys()
+            if keys and len(keys) > 1:
+                self.keys.insert(0, keys[1:])
             return f"200 result={ord(keys[0]) if keys else 0}\n"
         if upper.startswith(("SAY DIGITS", "SAY NUMBER")):
             return "200 result=0\n"

@@ -13,6 +13,8 @@ import logging
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from ivr.agi import PromptFailed
+
 if TYPE_CHECKING:
     from ivr.agi import AGICall
     from ivr.services import IVRServices
@@ -42,22 +44,48 @@ class CallNotes:
         return {"keys": list(self.keys), **self.facts}
 
 
+# keys that stop a prompt: the caller who knows the menu need not hear it out
+KEYS = "0123456789*#"
+
+
 async def ask(call: "AGICall", svc: "IVRServices", prompt: str, max_digits: int, notes: CallNotes,
-              timeout: float | None = None) -> tuple[str, bool]:
-    digits, timed_out = await call.get_data(svc.prompt(prompt), int((timeout or svc.menu_timeout) * 1000), max_digits)
-    notes.keys.append(f"{prompt}:{digits}{'' if not timed_out or digits else '(timeout)'}")
+              timeout: float | None = None, first: str = "") -> tuple[str, bool]:
+    """Play `prompt` and read up to max_digits keys. `first` is a key pressed during the prompts
+    before it (the caller already chose); a prompt Asterisk cannot play still reads the keys."""
+    timeout_ms = int((timeout or svc.menu_timeout) * 1000)
+    if first:
+        digits, timed_out = await call.wait_digits(timeout_ms, max_digits, first=first) \
+            if max_digits > 1 else (first if first != "#" else "", False)
+    elif not svc.prompt_ready(prompt):
+        digits, timed_out = await call.wait_digits(timeout_ms, max_digits)
+    else:
+        try:
+            digits, timed_out = await call.get_data(svc.prompt(prompt), timeout_ms, max_digits)
+        except PromptFailed:
+            svc.prompt_failed(prompt)
+            digits, timed_out = await call.wait_digits(timeout_ms, max_digits)
+    early = "(early)" if first else ""
+    notes.keys.append(f"{prompt}:{digits}{'' if not timed_out or digits else '(timeout)'}{early}")
     return digits, timed_out
 
 
-async def play(call: "AGICall", svc: "IVRServices", *prompts: str) -> None:
+async def play(call: "AGICall", svc: "IVRServices", *prompts: str, listen: bool = False) -> str:
+    """Play prompts in turn. With `listen`, a key stops them and is returned (else "")."""
     for prompt in prompts:
-        await call.stream(svc.prompt(prompt))
+        if not svc.prompt_ready(prompt):
+            continue
+        try:
+            key = await call.stream(svc.prompt(prompt), KEYS if listen else "")
+        except PromptFailed:
+            svc.prompt_failed(prompt)
+            continue
+        if key:
+            return key
+    return ""
 
 
-async def play_digits(call: "AGICall", svc: "IVRServices", digits: str) -> None:
-    for d in digits:
-        if d.isdigit():
-            await call.stream(svc.prompt(f"digit_{d}"))
+async def play_digits(call: "AGICall", svc: "IVRServices", digits: str, listen: bool = False) -> str:
+    return await play(call, svc, *(f"digit_{d}" for d in digits if d.isdigit()), listen=listen)
 
 
 # ---------------------------------------------------------------------------------- inbound
@@ -68,11 +96,12 @@ async def inbound(call: "AGICall", svc: "IVRServices") -> None:
     await svc.call_started(call, caller, direction="in")
     try:
         await call.answer()
-        await play(call, svc, "welcome")
+        await play(call, svc, "recording_notice")          # heard in full: the caller must know
+        pressed = await play(call, svc, "welcome", listen=True)
         if caller and await svc.has_open_cases(caller):
             notes.facts["open_cases"] = True
-            await play(call, svc, "open_cases")
-        notes.intent = await main_menu(call, svc, notes)
+            pressed = pressed or await play(call, svc, "open_cases", listen=True)
+        notes.intent = await main_menu(call, svc, notes, first=pressed)
         if notes.intent == "progress":
             notes.intent = await progress(call, svc, caller, notes)
         if notes.intent in ("report", "consult", "agent") and not svc.agents_on_duty():
@@ -91,9 +120,9 @@ async def inbound(call: "AGICall", svc: "IVRServices") -> None:
         await svc.call_notes(call.uniqueid, notes)
 
 
-async def main_menu(call: "AGICall", svc: "IVRServices", notes: CallNotes) -> str:
+async def main_menu(call: "AGICall", svc: "IVRServices", notes: CallNotes, first: str = "") -> str:
     for attempt in range(MENU_TRIES):
-        key, timed_out = await ask(call, svc, "menu", 1, notes)
+        key, timed_out = await ask(call, svc, "menu", 1, notes, first=first if attempt == 0 else "")
         if key in MENU:
             return MENU[key]
         if timed_out and not key:
@@ -113,15 +142,16 @@ async def progress(call: "AGICall", svc: "IVRServices", caller: str | None, note
         return "agent"
     case = await svc.find_case(caller, digits or None)
     notes.facts["progress_query"] = digits or "#"
+    pressed = ""
     if case is None:
-        await play(call, svc, "progress_not_found" if digits else "progress_none")
+        pressed = await play(call, svc, "progress_not_found" if digits else "progress_none", listen=True)
     else:
         notes.asked_case = case.number
         notes.facts["progress_state"] = case.state
-        await play(call, svc, "case_number")
-        await play_digits(call, svc, case.digits)
-        await play(call, svc, "case_state_is", f"state_{case.state}")
-    key, _ = await ask(call, svc, "more_help", 1, notes)
+        pressed = (await play(call, svc, "case_number", listen=True)
+                   or await play_digits(call, svc, case.digits, listen=True)
+                   or await play(call, svc, "case_state_is", f"state_{case.state}", listen=True))
+    key, _ = await ask(call, svc, "more_help", 1, notes, first=pressed)
     if key == "0":
         return "agent"
     await play(call, svc, "goodbye")
@@ -131,11 +161,13 @@ async def progress(call: "AGICall", svc: "IVRServices", caller: str | None, note
 async def choose_district(call: "AGICall", svc: "IVRServices", notes: CallNotes) -> None:
     codes = svc.district_menu
     width = len(str(len(codes)))
-    await play(call, svc, "district_menu")
+    pressed = await play(call, svc, "district_menu", listen=True)
     for n, code in enumerate(codes, 1):
-        await play(call, svc, f"district_{code}", "press")
-        await play_digits(call, svc, str(n).zfill(width))
-    key, _ = await ask(call, svc, "press", width, notes, timeout=svc.menu_timeout)
+        if pressed:
+            break
+        pressed = (await play(call, svc, f"district_{code}", "press", listen=True)
+                   or await play_digits(call, svc, str(n).zfill(width), listen=True))
+    key, _ = await ask(call, svc, "press", width, notes, timeout=svc.menu_timeout, first=pressed)
     if key.isdigit() and 1 <= int(key) <= len(codes):
         notes.district_code = codes[int(key) - 1]
         notes.queue = svc.district_queue(notes.district_code)
@@ -157,11 +189,12 @@ async def survey(call: "AGICall", svc: "IVRServices") -> None:
             log.warning("survey call %s: no case %r awaiting a survey", call.uniqueid, number)
             await play(call, svc, "goodbye")
             return
-        await play(call, svc, "survey_intro", "case_number")
-        await play_digits(call, svc, case.digits)
+        pressed = (await play(call, svc, "survey_intro", "case_number", listen=True)
+                   or await play_digits(call, svc, case.digits, listen=True))
         answer = None
         for attempt in range(2):   # the question is repeated once on a wrong key or silence
-            key, _ = await ask(call, svc, "survey_question", 1, notes, timeout=8)
+            key, _ = await ask(call, svc, "survey_question", 1, notes, timeout=8,
+                               first=pressed if attempt == 0 else "")
             answer = SURVEY_KEYS.get(key)
             if answer or attempt == 1:
                 break

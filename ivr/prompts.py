@@ -91,6 +91,48 @@ def _prompts_dir(settings: Settings) -> Path:
     return Path(os.path.abspath(base))
 
 
+HOLD_FOLDER = "moh"          # <prompts_dir>/moh: the queues' music on hold (musiconhold.conf's default class)
+HOLD_FILE = "hold.wav"
+# a calm arpeggio (Hz), plucked; repeated to about half a minute
+HOLD_NOTES = (523.25, 659.25, 783.99, 659.25, 587.33, 698.46, 880.00, 698.46,
+              523.25, 659.25, 783.99, 1046.5, 783.99, 659.25, 587.33, 523.25)
+
+
+def hold_music_dir(settings: Settings) -> Path:
+    return _prompts_dir(settings) / HOLD_FOLDER
+
+
+def build_hold_music(settings: Settings, sox: str | None = None, force: bool = False) -> Path | None:
+    """<prompts_dir>/moh/hold.wav: the studio's `moh/hold.wav` converted, or a melody made with sox, so a
+    plain Asterisk without its sound packages plays something to waiting callers. None when up to date."""
+    sox = sox or _tool("sox")
+    folder = hold_music_dir(settings)
+    folder.mkdir(parents=True, exist_ok=True)
+    out = folder / HOLD_FILE
+    studio = Path(settings.studio_prompts_dir) / HOLD_FOLDER / HOLD_FILE if settings.studio_prompts_dir else None
+    if out.is_file() and not force and (studio is None or not studio.is_file()
+                                        or studio.stat().st_mtime <= out.stat().st_mtime):
+        return None
+    fmt = ["-r", str(SAMPLE_RATE), "-c", str(CHANNELS), "-b", "16", "-e", "signed-integer"]
+    with tempfile.TemporaryDirectory(prefix="hotline-moh-") as work:
+        tmp = Path(work) / HOLD_FILE
+        if studio is not None and studio.is_file():
+            _run([sox, "-G", "-V1", str(studio), "-t", "wav", *fmt, str(tmp)], f"sox on {studio}")
+        else:
+            notes = []
+            for i, freq in enumerate(HOLD_NOTES):
+                note = Path(work) / f"n{i:02d}.wav"
+                _run([sox, "-V1", "-n", *fmt, str(note), "synth", "0.6", "pluck", f"{freq}", "fade", "0.01", "0.6",
+                      "0.3", "gain", "-12"], "sox (hold music)")
+                notes.append(str(note))
+            phrase = Path(work) / "phrase.wav"
+            _run([sox, "-V1", *notes, str(phrase)], "sox (hold music)")
+            _run([sox, "-V1", str(phrase), str(phrase), str(phrase), str(tmp)], "sox (hold music)")
+        _check_output(tmp)
+        _write_atomically(out, tmp.read_bytes())
+    return out
+
+
 def _target(settings: Settings, prompt_id: str, suffix: str = "") -> Path:
     """<prompts_dir>/<id><suffix>, after checking the id cannot lead anywhere else."""
     _check_id(prompt_id)
@@ -236,15 +278,33 @@ class BuildReport:
     voice: str | None = None                            # the espeak-ng voice (None: nothing synthesised)
     errors: dict[str, str] = field(default_factory=dict)  # id → what went wrong
     seconds: float = 0.0
+    lengths: dict[str, float] = field(default_factory=dict)  # id → seconds of audio, every prompt on disk
+    hold_music: str = ""                                 # what became of <prompts_dir>/moh/hold.wav
 
     @property
     def ok(self) -> bool:
         return not self.errors
 
-    def summary(self) -> str:
+    @property
+    def too_long(self) -> dict[str, float]:
+        """Prompts a caller must sit through for longer than LONG_PROMPT_SECONDS."""
+        return {pid: n for pid, n in self.lengths.items() if n > LONG_PROMPT_SECONDS}
+
+    def summary(self, lengths: bool = True) -> str:
         line = (f"prompts: {len(self.built)} built, {len(self.skipped)} up to date, {len(self.studio)} from studio "
                 f"recordings, {len(self.errors)} failed; voice {self.voice or '-'}; {self.seconds:.1f} s")
-        return "\n".join([line, *(f"  {pid}: {msg}" for pid, msg in sorted(self.errors.items()))])
+        out = [line, *(f"  {pid}: {msg}" for pid, msg in sorted(self.errors.items()))]
+        if self.hold_music:
+            out.append(f"music on hold: {self.hold_music}")
+        if lengths and self.lengths:
+            out.append("lengths (flagged: longer than %g s — callers wait through them):" % LONG_PROMPT_SECONDS)
+            out += [f"  {pid:<24} {n:5.1f} s{'  ← too long' if n > LONG_PROMPT_SECONDS else ''}"
+                    for pid, n in self.lengths.items()]
+        return "\n".join(out)
+
+
+LONG_PROMPT_SECONDS = 6.0
+DEFAULT_RATE = 175   # espeak-ng's words per minute when the setting is left alone
 
 
 def _tool(name: str) -> str:
@@ -327,7 +387,7 @@ def _check_output(path: Path) -> float:
 
 
 def _build_one(prompt: Prompt, out: Path, sox: str, espeak: str | None, voice: str | None,
-               studio: Path | None) -> None:
+               studio: Path | None, rate: int = 175) -> None:
     """Make `out` from the studio file or the synthesiser; the file appears complete or not at all."""
     fd, tmp_name = tempfile.mkstemp(prefix=f".{prompt.id}.", suffix=".tmp", dir=out.parent)
     os.close(fd)
@@ -343,7 +403,8 @@ def _build_one(prompt: Prompt, out: Path, sox: str, espeak: str | None, voice: s
             with tempfile.TemporaryDirectory(prefix="hotline-tts-") as work:
                 raw = Path(work) / "tts.wav"
                 # text on stdin (-b 1: UTF-8), so a text can never be taken for an option
-                _run([espeak, "-v", voice, "-b", "1", "-w", str(raw), "--stdin"], f"espeak-ng ({voice})",
+                _run([espeak, "-v", voice, "-s", str(rate), "-b", "1", "-w", str(raw), "--stdin"],
+                     f"espeak-ng ({voice})",
                      stdin=prompt.text.encode("utf-8"))
                 _run([*convert, str(raw), "-t", "wav", "-r", str(SAMPLE_RATE), "-c", str(CHANNELS),
                       "-b", "16", "-e", "signed-integer", str(tmp), "gain", "-n", "-3"], "sox")
@@ -397,6 +458,8 @@ def build_prompts(settings: Settings, catalogue: Catalogue | None = None, force:
         else:
             key = {"source": "tts", "text_sha256": _sha256(prompt.text.encode("utf-8")), "voice": voice,
                    "format": FORMAT}
+            if settings.prompt_voice_rate != DEFAULT_RATE:   # the default keeps manifests of earlier builds valid
+                key["rate"] = settings.prompt_voice_rate
         if not force and manifest.get(prompt.id) == key and out.is_file():
             report.skipped.append(prompt.id)
         else:
@@ -406,7 +469,8 @@ def build_prompts(settings: Settings, catalogue: Catalogue | None = None, force:
         n = workers or max(1, min(4, os.cpu_count() or 2))
         with ThreadPoolExecutor(max_workers=n, thread_name_prefix="prompt") as pool:
             futures: dict[Future[None], tuple[Prompt, dict[str, Any]]] = {
-                pool.submit(_build_one, prompt, out, sox, espeak, voice, studio): (prompt, key)
+                pool.submit(_build_one, prompt, out, sox, espeak, voice, studio, settings.prompt_voice_rate):
+                (prompt, key)
                 for prompt, out, studio, key in jobs}
             done: Iterable[Future[None]] = as_completed(futures)
             if progress is not None:
@@ -429,6 +493,18 @@ def build_prompts(settings: Settings, catalogue: Catalogue | None = None, force:
         report.built.sort(key=order.__getitem__)
         payload = {"format": FORMAT, "prompts": dict(sorted(manifest.items()))}
         _write_atomically(manifest_path, (json.dumps(payload, ensure_ascii=False, indent=1) + "\n").encode("utf-8"))
+    try:
+        built = build_hold_music(settings, sox, force=force)
+        report.hold_music = f"{HOLD_FOLDER}/{HOLD_FILE} " + ("built" if built else "up to date")
+    except PromptError as exc:
+        report.hold_music = f"{HOLD_FOLDER}/{HOLD_FILE} failed: {exc}"
+    for prompt in catalogue.values():
+        out = _target(settings, prompt.id, ".wav")
+        if out.is_file() and prompt.id not in report.errors:
+            try:
+                report.lengths[prompt.id] = _check_output(out)
+            except PromptError:
+                pass
     report.seconds = time.monotonic() - started
     log.info("prompt build: %d built, %d skipped, %d studio, %d errors, voice %s, %.1f s", len(report.built),
              len(report.skipped), len(report.studio), len(report.errors), report.voice, report.seconds)

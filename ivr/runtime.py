@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import os
 from typing import Any
 
 from case_bridge import CaseCore
@@ -29,6 +30,7 @@ def build_agi_server(settings: Settings, db: Database, core: CaseCore, bus: Even
     services = IVRServices(settings, db, core, bus, catalogue=load_catalogue())
     server = AGIServer(header_timeout=settings.agi_header_timeout_seconds,
                        command_timeout=settings.agi_command_timeout_seconds)
+    server.services = services
     for name in flows.AGI_ROUTES:
         server.add_route(name, functools.partial(getattr(flows, name), svc=services))
     return server
@@ -55,6 +57,8 @@ class Telephony:
             self._server = await self.agi.start(self.settings.agi_host, self.settings.agi_port)
             log.info("FastAGI listening on %s:%s (routes: %s)", self.settings.agi_host, self.settings.agi_port,
                      ", ".join(self.agi.routes))
+            for warning in self.warnings():
+                log.warning(warning)
         if self.ami is not None:
             self.recorder.attach(self.bus)
             self._ami_task = asyncio.create_task(self.ami.run(), name="ami")
@@ -64,8 +68,9 @@ class Telephony:
             await self.ami.stop()
             if self._ami_task is not None:
                 await asyncio.gather(self._ami_task, return_exceptions=True)
+            await self.recorder.stop()
         if self.agi is not None and self._server is not None:
-            await self.agi.close(self._server)
+            await self.agi.close(self._server, grace=3.0)   # calls in the IVR get 3 s, then go on in the dialplan
 
     async def transfer_to_district(self, uniqueid: str, district_code: str) -> str:
         """Move a live caller to the district's queue (AMI Redirect into hotline-transfer); returns
@@ -82,11 +87,29 @@ class Telephony:
         await self.ami.redirect(call.channel, "hotline-transfer", queue)
         return queue
 
+    def unbuilt_prompts(self) -> list[str]:
+        """IVR prompts with no file in prompts_dir (not built yet), plus those Asterisk could not play."""
+        if self.agi is None:
+            return []
+        services = self.agi.services
+        ids = [p.id for p in services.catalogue.values()] if services.catalogue is not None else []
+        missing = {pid for pid in ids if not os.path.exists(services.prompt(pid) + ".wav")}
+        return sorted(missing | services.missing_prompts)
+
+    def warnings(self) -> list[str]:
+        missing = self.unbuilt_prompts()
+        if not missing:
+            return []
+        shown = "、".join(missing[:8]) + ("…" if len(missing) > 8 else "")
+        return [f"语音提示缺失 {len(missing)} 个（{shown}）：来电仍可按键，但听不到提示。请运行 `hotline prompts build`。"
+                f" (IVR prompts missing: {', '.join(missing[:8])}; run `hotline prompts build`.)"]
+
     def status(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
         if self.agi is not None:
             out["agi"] = {"listening": f"{self.settings.agi_host}:{self.settings.agi_port}",
-                          "sessions": self.agi.sessions, "active": len(self.agi.active), "rejected": self.agi.rejected}
+                          "sessions": self.agi.sessions, "active": len(self.agi.active), "rejected": self.agi.rejected,
+                          "missing_prompts": self.unbuilt_prompts()}
         if self.ami is not None:
             out["ami"] = {"status": self.ami.status, "error": self.ami.last_error, "connects": self.ami.connects,
                           "events": self.ami.state.events_seen}

@@ -56,6 +56,7 @@ class IVRServices:
         self.menu_timeout = settings.ivr_menu_timeout_seconds
         self.city_queue = settings.city_queue
         self.district_menu = list(settings.ivr_district_menu)
+        self.missing_prompts: set[str] = set()   # prompts Asterisk could not play, each logged once
 
     # ------------------------------------------------------------------ prompts and routing
     def prompt(self, prompt_id: str) -> str:
@@ -63,6 +64,22 @@ class IVRServices:
         if self.catalogue is not None and prompt_id not in self.catalogue:
             raise KeyError(f"prompt {prompt_id!r} is not in the prompt catalogue")
         return os.path.abspath(self.settings.prompts_dir / prompt_id)  # Asterisk resolves relative paths elsewhere
+
+    def prompt_ready(self, prompt_id: str) -> bool:
+        """False for a prompt Asterisk could not play, until its file is there again (a rebuild)."""
+        if prompt_id not in self.missing_prompts:
+            return True
+        if os.path.exists(self.prompt(prompt_id) + ".wav"):
+            self.missing_prompts.discard(prompt_id)
+            log.info("prompt %s is there again", prompt_id)
+            return True
+        return False
+
+    def prompt_failed(self, prompt_id: str) -> None:
+        if prompt_id not in self.missing_prompts:
+            self.missing_prompts.add(prompt_id)
+            log.warning("prompt %s could not be played (%s.wav missing?): callers' keys are still read; "
+                        "run `hotline prompts build`", prompt_id, self.prompt(prompt_id))
 
     def district_queue(self, district_code: str) -> str:
         target = self.core.router.rules.route(district_code).transfer_target or ""

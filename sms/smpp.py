@@ -18,10 +18,10 @@ import random
 import re
 import struct
 import time
-from datetime import datetime, timezone
 
 import smpp34
 
+from hotline import clock
 from sms.connector import BindRefused, Inbound, InboundHandler, NotBound, PermanentSendError, Receipt, \
     ReceiptHandler, SendError
 from sms.numbers import from_smsc, smpp_address
@@ -99,6 +99,7 @@ class SmppConnector:
         self.client: smpp34.Client | None = None
         self._bound = asyncio.Event()
         self._stopping = False
+        self._wake = asyncio.Event()   # set by stop(): ends a back-off wait at once
         self._inbound: list[InboundHandler] = []
         self._receipts: list[ReceiptHandler] = []
         self.reassembler = Reassembler()
@@ -129,7 +130,10 @@ class SmppConnector:
                 await self._drop()
             if self._stopping:
                 break
-            await asyncio.sleep(delay * (0.8 + 0.4 * random.random()))
+            try:   # back off, but a stop ends the wait at once (a service manager will not wait 30 s)
+                await asyncio.wait_for(self._wake.wait(), delay * (0.8 + 0.4 * random.random()))
+            except asyncio.TimeoutError:
+                pass
             delay = min(delay * 2, self.reconnect_max)
         self._set("stopped", "")
 
@@ -168,6 +172,7 @@ class SmppConnector:
 
     async def stop(self) -> None:
         self._stopping = True
+        self._wake.set()
         session = self.session
         if session is not None:
             try:
@@ -237,7 +242,7 @@ class SmppConnector:
                 log.exception("SMPP deliver_sm from %r not handled", getattr(event, "source_addr", "?"))
 
     async def _deliver(self, event: smpp34.DeliverSmEvent) -> None:
-        now = datetime.now(timezone.utc)
+        now = clock.now()
         udh, payload = parse_udh(event.short_message, event.esm_class)
         if event.esm_class & 0x3C == 0x04:   # a delivery receipt
             text, _ = decode_text(payload, event.data_coding if event.data_coding != 8 else 8)

@@ -13,6 +13,7 @@ from case_bridge.models import Call
 from hotline.bus import InProcessBus
 from ivr.ami import AMIClient, AMIDisconnected, AMINotConnected, AMIProtocol, parse_message
 from ivr.recorder import CallRecorder
+from tests.support.waiting import until
 from tests.support import transcripts
 from tests.support.fake_ami import FakeAMI, replay_plan
 
@@ -32,12 +33,6 @@ class Collected:
         return [d for t, d in self.notices if t == topic]
 
 
-async def until(predicate, timeout: float = 5.0, what: str = "condition") -> None:
-    for _ in range(int(timeout / 0.01)):
-        if predicate():
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @pytest.fixture
@@ -137,7 +132,8 @@ async def test_an_answered_queue_call_becomes_a_call_record(pbx, link, db, setti
     recorder.attach(link.bus)
     for _, piece in replay_plan("ami_queue_answered"):
         await pbx.push(piece.replace(b"<prefix>/var/spool/asterisk/monitor", str(spool).encode()))
-    await until(lambda: link.seen.of("call.ended") and recorder.written >= 3, what="call end")
+    await until(lambda: link.seen.of("call.ended") and recorded(db, "1795240746.0").recording_seconds,
+                what="call end and its recording")
     connect = link.seen.of("call.agent_connect")[0]
     assert (connect["agent"], connect["wait_seconds"], connect["caller"]) == ("1001", 2.0, "13800138000")
     ended = link.seen.of("call.ended")[0]
@@ -149,6 +145,35 @@ async def test_an_answered_queue_call_becomes_a_call_record(pbx, link, db, setti
         assert call.recording_path == "2026/11/21/1795240746.0.wav"
         assert call.recording_bytes == wav.stat().st_size and call.recording_seconds == 3.0
         assert call.answered_at is not None and call.ended_at > call.answered_at
+
+
+def recorded(db, uniqueid: str) -> Call:
+    with db.session() as s:
+        return s.scalar(select(Call).where(Call.uniqueid == uniqueid)) or Call(uniqueid=uniqueid)
+
+
+async def test_a_recording_still_being_written_gets_its_duration_when_mixmonitor_is_done(pbx, link, db, settings,
+                                                                                       tmp_path):
+    spool = tmp_path / "spool/monitor"
+    wav = spool / "2026/11/21/1795240746.0.wav"
+    wav.parent.mkdir(parents=True)
+    wav.write_bytes(b"\x00" * 163840)     # MixMonitor has written audio but not yet its header
+    settings.asterisk_spool_dir = spool
+    recorder = CallRecorder(settings, db, settle_delays=(0.1,) * 100)
+    recorder.attach(link.bus)
+    for _, piece in replay_plan("ami_queue_answered"):
+        await pbx.push(piece.replace(b"<prefix>/var/spool/asterisk/monitor", str(spool).encode()))
+    await until(lambda: link.seen.of("call.ended") and recorded(db, "1795240746.0").recording_path, what="call end")
+    await asyncio.sleep(0.5)     # the file is still being written: nothing is read from it yet
+    early = recorded(db, "1795240746.0")
+    assert early.recording_path == "2026/11/21/1795240746.0.wav" and early.recording_seconds is None
+    assert early.recording_bytes is None
+    with wave.open(str(wav), "wb") as w:   # … and MixMonitor closes it, slowly
+        w.setnchannels(1), w.setsampwidth(2), w.setframerate(8000), w.writeframes(b"\0\0" * 8000 * 5)
+    await until(lambda: recorded(db, "1795240746.0").recording_seconds, what="the recording's duration")
+    done = recorded(db, "1795240746.0")
+    assert done.recording_seconds == 5.0 and done.recording_bytes == wav.stat().st_size
+    await recorder.stop()
 
 
 async def test_an_abandoned_call(pbx, link):

@@ -10,8 +10,10 @@ import hashlib
 import hmac
 import ipaddress
 import re
+import shutil
 import stat
 import tomllib
+import wave
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -199,7 +201,7 @@ def prompt_id(settings_, path: str) -> str:
 
 # ------------------------------------------------------------------------------ the tests
 def test_every_file_renders_and_parses():
-    _, files = rendered()
+    s, files = rendered()
     assert set(files) == set(CONFIG_FILES) == {"pjsip.conf", "extensions.conf", "queues.conf", "manager.conf",
                                                 "musiconhold.conf", "modules.conf"}
     for name, text in files.items():
@@ -208,7 +210,22 @@ def test_every_file_renders_and_parses():
     plan = parse_dialplan(files["extensions.conf"])
     assert {INBOUND_CONTEXT, TRANSFER_CONTEXT, SURVEY_CONTEXT, AGENT_CONTEXT} <= set(plan)
     moh = by_name(parse_conf(files["musiconhold.conf"]))["default"][0]
-    assert (moh.one("mode"), moh.one("directory")) == ("files", "moh")
+    # our own hold music (built with the prompts), not the stock folder a plain Asterisk may lack
+    assert (moh.one("mode"), moh.one("directory")) == ("files", f"{Path(s.prompts_dir).resolve()}/moh")
+
+
+def test_an_empty_hold_music_folder_is_a_warning(tmp_path):
+    from asterisk_conf import config_warnings
+    from ivr.prompts import build_hold_music
+    s = settings(prompts_dir=tmp_path / "prompts")
+    assert any("hold music" in w and "silence" in w for w in config_warnings(s))
+    if shutil.which("sox") is None:
+        pytest.skip("sox is not installed (test.sh installs it)")
+    built = build_hold_music(s)
+    with wave.open(str(built), "rb") as w:
+        assert (w.getframerate(), w.getnchannels()) == (8000, 1) and w.getnframes() / 8000 > 20
+    assert not any("hold music" in w for w in config_warnings(s))
+    assert build_hold_music(s) is None      # up to date: not rebuilt
 
 
 def test_agi_routes_exist_and_point_at_our_fastagi_server():
@@ -548,8 +565,9 @@ def test_default_secrets_are_rendered_with_a_loud_warning():
     files = render_config(s)
     assert "; !!! WARNING: ami_secret is still 'change-me'" in files["manager.conf"]
     assert "; !!! WARNING: agent_sip_secret is still 'change-me'" in files["pjsip.conf"]
-    assert config_warnings(settings()) == []
-    assert "WARNING" not in "".join(render_config(settings()).values())
+    assert [w for w in config_warnings(settings()) if not w.startswith("musiconhold.conf")] == []
+    strong = render_config(settings())
+    assert "WARNING" not in "".join(text for name, text in strong.items() if name != "musiconhold.conf")
 
 
 def test_write_config_writes_every_file(tmp_path):

@@ -11,7 +11,7 @@ from tests.test_cli import hotline
 def test_simulate_call_plays_the_progress_query_without_a_pbx():
     out = hotline("simulate-call", "--from", "13800138000", "--keys", "2,#")
     assert out.returncode == 0, out.stderr
-    assert "请输入案件编号中的数字" in out.stdout and "没有查到您名下的案件" in out.stdout
+    assert "输入案件编号按井号结束" in out.stdout and "没有查到您名下的案件" in out.stdout
     assert "HOTLINE_INTENT=done" in out.stdout
 
 

@@ -36,6 +36,7 @@ async def serving_flows(settings, db, core):
         kw.setdefault("uniqueid", f"1795240673.{next(counter)}")
         return await AGIPeer("127.0.0.1", port, script, caller=caller, keys=list(keys), **kw).run()
     call.server = server
+    call.svc = svc
     try:
         yield call
     finally:
@@ -63,7 +64,7 @@ async def test_report_goes_to_the_city_queue_and_is_recorded(line, db):
     result = await line(["1"], uniqueid="u-report")
     assert result.variables["HOTLINE_INTENT"] == "report"
     assert result.variables["HOTLINE_QUEUE"] == "city"
-    assert prompts(result)[:2] == ["welcome", "menu"] and prompts(result)[-1] == "transfer_agent"
+    assert prompts(result)[:3] == ["recording_notice", "welcome", "menu"] and prompts(result)[-1] == "transfer_agent"
     call = stored_call(db, "u-report")
     assert (call.intent, call.queue, call.caller, call.direction) == ("report", "city", "+8613800138000", "in")
     assert call.ivr["keys"] == ["menu:1"]
@@ -134,7 +135,7 @@ async def test_district_choice_by_key(settings, db, core):
 
 @pytest.mark.parametrize("idle", [False, True])
 async def test_a_caller_hanging_up_midway_keeps_what_was_learned(line, db, idle):
-    result = await line(["2"], uniqueid="u-hang", hangup_after=3, hangup_while_idle=idle)
+    result = await line(["2"], uniqueid="u-hang", hangup_after=4, hangup_while_idle=idle)
     assert result.hung_up
     assert "HOTLINE_INTENT" not in result.variables       # the flow stopped at the hangup
     call = stored_call(db, "u-hang")
@@ -198,8 +199,8 @@ async def test_survey_for_a_case_not_awaiting_one(line, db, core):
 
 
 async def test_outside_agent_hours_callers_are_offered_a_message(settings, db, core):
-    from datetime import datetime, timedelta
-    later = datetime.now(settings.zone) + timedelta(hours=2)   # agents come in two hours from now
+    from datetime import timedelta
+    later = core.now().astimezone(settings.zone) + timedelta(hours=2)   # agents come in two hours from now
     settings.agent_hours_start, settings.agent_hours_end = later.time(), (later + timedelta(hours=1)).time()
     async with serving_flows(settings, db, core) as call:
         closed = await call(["1"], uniqueid="u-closed")
@@ -226,3 +227,49 @@ def test_agent_hours_may_span_midnight(settings, db, core):
     at = lambda h: datetime(2026, 11, 23, h, 0, tzinfo=settings.zone).astimezone(timezone.utc)  # noqa: E731
     assert [svc.agents_on_duty(at(h)) for h in (21, 22, 23, 0, 5, 6, 12)] == [False, True, True, True, True,
                                                                              False, False]
+
+
+# ------------------------------------------------------------------ keys are heard early, prompts may be missing
+
+def stream_commands(result) -> list[str]:
+    return [c for c in result.commands if c.startswith(("STREAM FILE", "GET DATA", "WAIT FOR DIGIT"))]
+
+
+async def test_a_key_during_the_welcome_chooses_from_the_menu(line, db):
+    result = await line([], presses={"welcome": "2"}, uniqueid="u-early")
+    assert result.variables["HOTLINE_INTENT"] in ("done", "agent")
+    played = prompts(result)
+    assert played[:2] == ["recording_notice", "welcome"] and "menu" not in played   # the menu is not read out
+    assert "progress_enter" in played
+    assert stored_call(db, "u-early").ivr["keys"][0] == "menu:2(early)"
+    # the recording notice is never interruptible; every prompt after it is
+    notice = next(c for c in result.commands if "recording_notice" in c)
+    welcome = next(c for c in result.commands if c.endswith('welcome "0123456789*#"'))
+    assert notice.endswith('""') and welcome
+
+
+async def test_a_caller_with_an_open_case_is_heard_during_the_notice(line, db, core):
+    new_case(db, core)     # the caller has an open case: they hear so, and may press 2 at once
+    result = await line(["#", ""], presses={"open_cases": "2"}, uniqueid="u-open")
+    assert prompts(result)[:3] == ["recording_notice", "welcome", "open_cases"] and "menu" not in prompts(result)
+    assert stored_call(db, "u-open").asked_case is not None
+
+
+async def test_missing_prompt_files_still_take_the_callers_keys(line, db, settings):
+    # no prompt was built: Asterisk answers result=-1 at once, as a real one does for a missing file
+    result = await line(["1"], check_files=True, uniqueid="u-missing")
+    assert result.variables["HOTLINE_INTENT"] == "report" and result.variables["HOTLINE_QUEUE"] == "city"
+    assert any(c.startswith("WAIT FOR DIGIT") for c in result.commands)
+    assert stored_call(db, "u-missing").ivr["keys"] == ["menu:1"]
+    # a second call does not even try the files it knows are missing, and still reads the key
+    again = await line(["3"], check_files=True, uniqueid="u-missing-2")
+    assert again.variables["HOTLINE_INTENT"] == "consult"
+    assert not any(c.startswith("GET DATA") for c in again.commands)
+    assert line.svc.missing_prompts >= {"welcome", "menu"}
+
+
+async def test_a_progress_query_with_missing_prompts_reads_the_case_digits(line, db, core):
+    number = new_case(db, core)
+    digits = "".join(ch for ch in number if ch.isdigit())
+    result = await line(["2", digits + "#", ""], check_files=True, uniqueid="u-missing-progress")
+    assert result.variables["HOTLINE_CASE"] == number and result.variables["HOTLINE_INTENT"] == "done"

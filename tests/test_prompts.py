@@ -335,3 +335,28 @@ def test_packaged_catalogue(cfg):
     assert "幺二三幺九" in catalogue["welcome"].text
     for pid in ("welcome", "menu", "district_menu", "press", "voicemail", "queue_thereare", "survey_question"):
         assert pid in catalogue
+
+
+def test_the_build_measures_every_prompt_and_flags_the_long_ones(tools, tmp_path):
+    long_text = "反映城市管理问题请按一，查询案件办理进度请按二，政策咨询请按三，人工服务请按零，谢谢您的来电。"
+    toml = write_catalogue(tmp_path / "prompts.toml", {"short": ("再见。", "ivr"), "long": (long_text, "ivr")})
+    cfg = load_settings(data_dir=tmp_path / "var")
+    report = build_prompts(cfg, load_catalogue(toml, districts=None))
+    assert set(report.lengths) == {"short", "long"} and 0 < report.lengths["short"] < 2
+    assert list(report.too_long) == ["long"]
+    text = report.summary()
+    assert "long" in text and "too long" in text and "music on hold: moh/hold.wav built" in text
+    # a faster voice is a setting; changing it rebuilds, and the prompts get shorter
+    faster = load_settings(data_dir=tmp_path / "var", prompt_voice_rate=260)
+    again = build_prompts(faster, load_catalogue(toml, districts=None))
+    assert sorted(again.built) == ["long", "short"] and again.lengths["long"] < report.lengths["long"]
+
+
+def test_the_shipped_prompts_a_caller_waits_through_are_short(tools, tmp_path):
+    cfg = load_settings(data_dir=tmp_path / "var")
+    report = build_prompts(cfg, load_catalogue(districts=None))
+    assert report.ok, report.errors
+    # what a caller with an open case hears before the menu listens: the recording notice alone
+    assert report.lengths["recording_notice"] < 4
+    waiting = ("recording_notice", "welcome", "open_cases", "menu")
+    assert all(report.lengths[p] <= 6.0 for p in waiting), {p: report.lengths[p] for p in waiting}
