@@ -13,7 +13,9 @@ from sqlalchemy import func, select
 
 from agent_ui import api
 from case_bridge import Case, CaseCore, CaseInputError, CaseNotFound, CatalogueError, HandlingUnit, WorkflowError
+from case_bridge.authz import Forbidden
 from case_bridge.open311 import install_open311
+from hotline import clock
 from hotline.bus import EventBus, InProcessBus
 from hotline.db import Database
 from hotline.settings import Settings, get_settings
@@ -48,6 +50,10 @@ def create_app(settings: Settings | None = None, db: Database | None = None, bus
     async def _workflow(request: Request, exc: WorkflowError) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=exc.status)
 
+    @app.exception_handler(Forbidden)
+    async def _forbidden(request: Request, exc: Forbidden) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=403)
+
     @app.exception_handler(CaseNotFound)
     async def _missing(request: Request, exc: CaseNotFound) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=404)
@@ -56,7 +62,17 @@ def create_app(settings: Settings | None = None, db: Database | None = None, bus
     def healthz() -> dict:
         with app.state.db.session() as session:
             session.execute(select(1))
-        return {"status": "ok"}
+        calendar = app.state.core.calendar
+        return {"status": "ok", "calendar_known_through": calendar.known_through, "warnings": status_warnings()}
+
+    def status_warnings() -> list[str]:
+        """What a person should act on: the calendar running out, IVR prompts not built."""
+        calendar = app.state.core.calendar
+        out = [w for w in [calendar.warning(clock.now().astimezone(settings.zone).date())] if w]
+        telephony = getattr(app.state, "telephony", None)
+        if telephony is not None:
+            out += telephony.warnings()
+        return out
 
     @app.get("/", include_in_schema=False, response_class=HTMLResponse)
     def home(request: Request) -> HTMLResponse:
@@ -64,6 +80,7 @@ def create_app(settings: Settings | None = None, db: Database | None = None, bus
             counts = dict(session.execute(select(Case.state, func.count()).group_by(Case.state)).all())
             units = session.scalars(select(HandlingUnit).order_by(HandlingUnit.code)).all()
         return templates.TemplateResponse(request, "home.html", {
-            "settings": settings, "counts": counts, "units": units, "categories": len(app.state.core.catalogue)})
+            "settings": settings, "counts": counts, "units": units, "categories": len(app.state.core.catalogue),
+            "warnings": status_warnings()})
 
     return app

@@ -58,9 +58,13 @@ def cmd_seed(args) -> None:
         print()
 
 
+WORKER_STOP_SECONDS = 6
+
+
 def _worker_command() -> list[str]:
-    return [sys.executable, "-m", "celery", "-A", "case_bridge.worker", "worker", "-B",
-            "--pool", "threads", "--concurrency", "4", "--loglevel", "INFO"]
+    # -q: no banner (the worker's start is one log line); logging is set up by case_bridge.worker
+    return [sys.executable, "-m", "celery", "-q", "-A", "case_bridge.worker", "worker", "-B",
+            "--pool", "threads", "--concurrency", "4", "--loglevel", get_settings().log_level]
 
 
 def cmd_run(args) -> None:
@@ -78,11 +82,15 @@ def cmd_run(args) -> None:
         asyncio.run(_serve(settings, web=True, agi=True, ami=True, sms=True))
     finally:
         if worker is not None and worker.poll() is None:
-            worker.send_signal(signal.SIGTERM)  # warm shutdown: running effects finish, rows stay leased otherwise
+            # warm shutdown: running effects finish, queued ones go back to the broker; a service manager
+            # gives a stop about 10 s, so an effect still running after WORKER_STOP_SECONDS is cut off and
+            # its row is taken up again when its lease runs out (its idempotency key stops a repeat)
+            worker.send_signal(signal.SIGTERM)
             try:
-                worker.wait(timeout=20)
+                worker.wait(timeout=WORKER_STOP_SECONDS)
             except subprocess.TimeoutExpired:
                 worker.kill()
+                worker.wait()
         print("stopped", flush=True)
 
 
@@ -98,6 +106,9 @@ async def _serve(settings, web: bool, agi: bool, ami: bool, sms: bool = False) -
     bus = InProcessBus()
     db = Database(settings.database_url)
     core = CaseCore(settings)
+    calendar_warning = core.calendar.warning(core.now().astimezone(settings.zone).date())
+    if calendar_warning:
+        logging.getLogger("hotline").warning(calendar_warning)
     telephony = Telephony(settings, db, bus, core=core, agi=agi, ami=ami) if (agi or ami) else None
     if telephony is not None:
         await telephony.start()
@@ -109,7 +120,7 @@ async def _serve(settings, web: bool, agi: bool, ami: bool, sms: bool = False) -
             app = create_app(settings, db=db, bus=bus, core=core)
             app.state.telephony = telephony
             app.state.sms = sms_service
-            config = uvicorn.Config(app, host=settings.web_host, port=settings.web_port, log_level="info")
+            config = uvicorn.Config(app, host=settings.web_host, port=settings.web_port, log_config=None)
             await _uvicorn_server_class()(config).serve()
         else:
             stop = asyncio.Event()
@@ -201,7 +212,7 @@ def cmd_web(args) -> None:
     import uvicorn
     from agent_ui import create_app
     s = get_settings()
-    uvicorn.run(create_app(s), host=s.web_host, port=s.web_port, log_level="info")
+    uvicorn.run(create_app(s), host=s.web_host, port=s.web_port, log_config=None)
 
 
 def cmd_worker(args) -> None:
@@ -218,7 +229,7 @@ def _password(args) -> str:
 
 
 def cmd_users(args) -> None:
-    from hotline.accounts import AccountError, Role, add_user, get_user, hash_password, issue_api_key, User
+    from hotline.accounts import AccountError, Role, User, add_user, get_user, hash_password, set_active
     from sqlalchemy import select
     try:
         with _db().session() as session:
@@ -240,13 +251,36 @@ def cmd_users(args) -> None:
                 user.password_hash = hash_password(password)
                 print(f"password of {args.username} reset: {password}")
             elif args.users_cmd == "api-key":
-                key = issue_api_key(session, get_user(session, args.username), args.name)
-                print(f"api key for {args.username} ({args.name}), shown once:\n{key}")
+                _api_key(session, args)
+            elif args.users_cmd in ("disable", "enable"):
+                set_active(session, args.username, args.users_cmd == "enable")
+                print(f"user {args.username} {args.users_cmd}d")
             elif args.users_cmd == "list":
                 for u in session.scalars(select(User).order_by(User.username)):
                     print(f"{u.username:<16} {u.role:<11} {u.unit_code or '':<10} {'active' if u.active else 'disabled'}")
     except AccountError as exc:
         sys.exit(f"error: {exc}")
+
+
+def _api_key(session, args) -> None:
+    """`users api-key NAME --name LABEL` issues; `users api-key list [NAME]`; `users api-key revoke ID`."""
+    from hotline.accounts import AccountError, get_user, issue_api_key, list_api_keys, revoke_api_key
+    words = args.words
+    if words and words[0] == "list":
+        for key, user in list_api_keys(session, words[1] if len(words) > 1 else None):
+            state = f"revoked {key.revoked_at:%Y-%m-%d %H:%M}" if key.revoked_at else "active"
+            print(f"#{key.id:<5} {user.username:<16} {user.role:<11} {key.name:<24} "
+                  f"{key.created_at:%Y-%m-%d} {state}")
+    elif words and words[0] == "revoke":
+        if len(words) != 2 or not words[1].lstrip("#").isdigit():
+            raise AccountError("usage: hotline users api-key revoke ID (see `hotline users api-key list`)")
+        key = revoke_api_key(session, int(words[1].lstrip("#")))
+        print(f"api key #{key.id} ({key.name}) revoked; it stops working within 30 s")
+    elif len(words) == 1 and args.name:
+        key = issue_api_key(session, get_user(session, words[0]), args.name)
+        print(f"api key for {words[0]} ({args.name}), shown once:\n{key}")
+    else:
+        raise AccountError("usage: hotline users api-key NAME --name LABEL | list [NAME] | revoke ID")
 
 
 def cmd_case_show(args) -> None:
@@ -402,10 +436,13 @@ def build_parser() -> argparse.ArgumentParser:
     rp = users.add_parser("reset-password")
     rp.add_argument("username")
     rp.add_argument("--password-stdin", action="store_true")
-    key = users.add_parser("api-key", help="issue an API key acting as this user")
-    key.add_argument("username")
-    key.add_argument("--name", required=True)
+    key = users.add_parser("api-key", help="API keys: NAME --name LABEL issues one; list [NAME]; revoke ID")
+    key.add_argument("words", nargs="+", metavar="NAME | list [NAME] | revoke ID")
+    key.add_argument("--name", help="what the key is for (when issuing)")
     users.add_parser("list")
+    for verb in ("disable", "enable"):
+        onoff = users.add_parser(verb, help=f"{verb} a user (a disabled user's keys and sign-ins stop working)")
+        onoff.add_argument("username")
     users_p.set_defaults(fn=cmd_users)
 
     case = sub.add_parser("case", help="cases").add_subparsers(dest="case_cmd", required=True)
@@ -450,13 +487,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("alembic").setLevel(logging.WARNING)
+    from hotline.logs import configure_logging
     args = build_parser().parse_args(argv)
     try:
-        get_settings()
+        settings = get_settings()
     except SettingsError as exc:
         sys.exit(str(exc))
+    configure_logging(settings.log_level, settings.log_format)
     args.fn(args)
 
 

@@ -41,6 +41,14 @@ def test_seed_prints_demo_passwords_once_and_users_can_be_managed():
     assert key.startswith("hk_")
     listing = hotline("users", "list").stdout
     assert "wang" in listing and "supervisor" in listing
+    keys = hotline("users", "api-key", "list", "wang").stdout
+    assert "district-system" in keys and "active" in keys
+    key_id = keys.split()[0].lstrip("#")
+    assert "revoked" in hotline("users", "api-key", "revoke", key_id).stdout
+    assert "revoked" in hotline("users", "api-key", "list").stdout
+    assert hotline("users", "api-key", "revoke", "999").returncode != 0
+    assert "user wang disabled" in hotline("users", "disable", "wang").stdout
+    assert "disabled" in hotline("users", "list").stdout
 
 
 def test_bad_settings_stop_the_cli_with_the_reason():
@@ -74,7 +82,8 @@ def test_run_serves_and_stops_cleanly_on_ctrl_c(tmp_path):
     port, agi_port, ami_port = free_port(), free_port(), free_port()
     env = {**os.environ, "HOTLINE_WEB_PORT": str(port), "HOTLINE_AGI_PORT": str(agi_port),
            "HOTLINE_AMI_PORT": str(ami_port),   # no PBX there: the AMI link keeps retrying
-           "HOTLINE_SMPP_PORT": str(free_port())}   # nor an SMS centre
+           "HOTLINE_SMPP_PORT": str(free_port()),   # nor an SMS centre
+           "HOTLINE_OUTBOX_POLL_SECONDS": "0.2"}    # beat ticks five times a second: none of it may be logged
     proc = subprocess.Popen([sys.executable, "-m", "hotline.cli", "run"], env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, start_new_session=True)
     try:
@@ -83,6 +92,7 @@ def test_run_serves_and_stops_cleanly_on_ctrl_c(tmp_path):
             try:
                 r = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2)
                 if r.status_code == 200:
+                    health = r.json()
                     break
             except httpx.HTTPError:
                 r = None  # not listening yet: try again until the deadline
@@ -104,3 +114,9 @@ def test_run_serves_and_stops_cleanly_on_ctrl_c(tmp_path):
     assert proc.returncode == 0, out
     assert "stopped" in out
     assert "AMI unreachable" in out and "FastAGI listening" in out
+    assert health["status"] == "ok" and "calendar_known_through" in health
+    # no prompt was built in this data folder: the status says so in words a person can act on
+    assert any("hotline prompts build" in w and "语音提示缺失" in w for w in health["warnings"]), health
+    assert "hotline prompts build" in home.text
+    # the first screen is what a person needs: no beat tick, no poll task, no request that went well
+    assert "Sending due task" not in out and "outbox.dispatch" not in out and "GET /healthz" not in out, out
