@@ -19,8 +19,9 @@ from fastapi import (
 )
 from sqlalchemy import select
 
-from agent_ui.auth import api_actor, require_role
+from agent_ui.auth import api_actor
 from case_bridge import ActionIn, CaseCore, CaseOut, HandlingUnit, NewCase, kpi_report
+from case_bridge.authz import require
 from case_bridge.duplicates import dismiss
 from case_bridge.schemas import NO_NUL
 from hotline.accounts import Actor
@@ -47,7 +48,7 @@ def _publish(request: Request, topic: str, data: dict) -> None:
 def create_case(data: NewCase, request: Request, response: Response, actor: ActorDep,
                 idempotency_key: Annotated[str | None, Header(max_length=128)] = None) -> CaseOut:
     """Create a case. Send the same `Idempotency-Key` (header or field) on a retry to get the same case back."""
-    require_role(actor, "agent", "dispatcher", "supervisor")
+    require(actor, "case.create")
     if idempotency_key and not data.idempotency_key:
         data = data.model_copy(update={"idempotency_key": idempotency_key})
     core = _core(request)
@@ -107,7 +108,7 @@ def act(number: CaseNumber, action: ACTIONS, params: ActionIn, request: Request,
 @router.post("/cases/{number}/links/{link_id}/dismiss", tags=["cases"], response_model=CaseOut, responses={401: {}, 403: {}, 404: {}})
 def dismiss_link(number: CaseNumber, link_id: Annotated[int, Path(ge=1, le=2**31 - 1)], request: Request, actor: ActorDep) -> CaseOut:
     """Mark a suggested repeat as not a repeat (to confirm one, void the newer case with duplicate_of)."""
-    require_role(actor, "agent", "dispatcher", "supervisor")
+    require(actor, "case.link")
     core = _core(request)
     with request.app.state.db.session() as session:
         case = core.get_case(session, number, actor)
@@ -142,7 +143,7 @@ def locate_place(request: Request, actor: ActorDep,
                  category_key: Annotated[str | None, Query(max_length=5, pattern=NO_NUL)] = None) -> dict:
     """Where the address is, how sure, why, the runners-up, and where the case and call would go
     (for the agent desk, answered as the agent types)."""
-    require_role(actor, "agent", "dispatcher", "supervisor", "admin")
+    require(actor, "place.locate")
     router_ = _core(request).router
     if (lon is None) != (lat is None):
         raise HTTPException(422, "lon and lat: give both or neither")
@@ -161,7 +162,7 @@ def locate_place(request: Request, actor: ActorDep,
 def kpi(request: Request, actor: ActorDep, start: datetime, end: datetime,
         group_by: Literal["district", "unit", "category"] = "district") -> list[dict]:
     """CJ/T 292 indicators over [start, end); see case_bridge/kpi.py for each definition."""
-    require_role(actor, "supervisor", "admin", "dispatcher")
+    require(actor, "kpi.read")
     try:  # in UTC now: a date whose UTC form leaves the years 1-9999 cannot be stored or compared
         start, end = ((d if d.tzinfo else d.replace(tzinfo=UTC)).astimezone(UTC) for d in (start, end))
     except OverflowError:
@@ -175,7 +176,7 @@ def kpi(request: Request, actor: ActorDep, start: datetime, end: datetime,
 @router.get("/telephony", tags=["status"], responses={401: {}, 403: {}})
 def telephony(request: Request, actor: ActorDep) -> dict:
     """The PBX link and the FastAGI server of this process, and the live queues (the wallboard's source)."""
-    require_role(actor, "agent", "dispatcher", "supervisor", "admin")
+    require(actor, "telephony.read")
     service = getattr(request.app.state, "telephony", None)
     if service is None:
         return {"running": False}
@@ -189,7 +190,7 @@ ItemId = Annotated[int, Path(ge=1, le=2**31 - 1)]
 @router.get("/sms/status", tags=["sms"], responses={401: {}, 403: {}})
 def sms_status(request: Request, actor: ActorDep) -> dict:
     """The SMPP link of this process (bound, unreachable, bind refused and why)."""
-    require_role(actor, "agent", "dispatcher", "supervisor", "admin")
+    require(actor, "sms.read")
     service = getattr(request.app.state, "sms", None)
     return {"running": False} if service is None else {"running": True, **service.status()}
 
@@ -197,7 +198,7 @@ def sms_status(request: Request, actor: ActorDep) -> dict:
 @router.get("/sms/inbox", tags=["sms"], responses={401: {}, 403: {}})
 def sms_inbox(request: Request, actor: ActorDep) -> list[dict]:
     """Reports by SMS waiting for an agent: located, with a suggested category, oldest first."""
-    require_role(actor, "agent", "dispatcher", "supervisor", "admin")
+    require(actor, "sms.read")
     with request.app.state.db.session() as session:
         return sms_work.open_items(session)
 
@@ -206,7 +207,7 @@ def sms_inbox(request: Request, actor: ActorDep) -> list[dict]:
              responses={**BAD_BODY, 401: {}, 403: {}, 404: {}, 422: {}})
 def sms_to_case(request: Request, actor: ActorDep, item_id: ItemId, data: NewCase) -> CaseOut:
     """Turn an SMS work item into a case (channel sms, the sender as caller)."""
-    require_role(actor, "agent", "dispatcher", "supervisor")
+    require(actor, "sms.work")
     core = _core(request)
     with request.app.state.db.session() as session:
         try:
@@ -221,7 +222,7 @@ def sms_to_case(request: Request, actor: ActorDep, item_id: ItemId, data: NewCas
 def sms_merge(request: Request, actor: ActorDep, item_id: ItemId,
               number: Annotated[str, Path(max_length=24, pattern=NO_NUL)]) -> CaseOut:
     """The work item reports an open case: it joins that case's timeline."""
-    require_role(actor, "agent", "dispatcher", "supervisor")
+    require(actor, "sms.work")
     core = _core(request)
     with request.app.state.db.session() as session:
         try:

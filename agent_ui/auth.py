@@ -42,8 +42,3 @@ async def api_actor(request: Request) -> Actor:
         _cache.clear()
     _cache[digest] = (actor, time.monotonic() + KEY_CACHE_SECONDS)
     return actor
-
-
-def require_role(actor: Actor, *roles: str) -> None:
-    if actor.role not in roles:
-        raise HTTPException(403, f"this needs the role {' or '.join(roles)}; you are {actor.role}")

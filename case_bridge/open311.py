@@ -16,11 +16,12 @@ from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from sqlalchemy import select
 
+from case_bridge import authz
 from case_bridge.models import Case, CaseEvent
 from case_bridge.schemas import NewCase
 from case_bridge.service import CaseCore, CaseInputError
 from case_bridge.workflow import FINISHED_STATES, STATES
-from hotline.accounts import actor_for_api_key
+from hotline.accounts import Actor, actor_for_api_key
 from hotline.db import Database
 
 MAX_RESULTS = 1000
@@ -45,12 +46,27 @@ def _parts(request: Request) -> tuple[Database, CaseCore]:
     return request.app.state.db, request.app.state.core
 
 
-def _check_read_key(request: Request, session) -> None:
-    """Reading requests is public only when the site says so; otherwise it needs an api_key."""
-    if request.app.state.core.settings.open311_public_read:
-        return
-    if actor_for_api_key(session, request.query_params.get("api_key", "")) is None:
-        raise Open311Error(403, "api_key is missing or not valid: this site does not publish requests openly")
+PUBLIC = Actor(role="public", username="public")
+
+
+def _key(request: Request, form: dict[str, str] | None = None) -> str:
+    """The api_key: the X-Api-Key header (kept out of URLs and access logs), else the spec's parameter."""
+    return (request.headers.get("x-api-key") or (form or {}).get("api_key") or request.query_params.get("api_key")
+            or "").strip()
+
+
+def _reader(request: Request, session) -> Actor:
+    """Who is reading: the key's user (scoped like everywhere else), or the public when the site
+    publishes requests openly and no key was sent."""
+    key = _key(request)
+    actor = actor_for_api_key(session, key) if key else None
+    if actor is None:
+        if key or not request.app.state.core.settings.open311_public_read:
+            raise Open311Error(403, "api_key is missing or not valid: this site does not publish requests openly")
+        return PUBLIC
+    if not authz.allowed(actor, "case.read"):
+        raise Open311Error(403, f"the role {actor.role} may not read service requests")
+    return actor
 
 
 def _service(core: CaseCore, key: str) -> dict:
@@ -106,9 +122,11 @@ async def create_request(request: Request) -> JSONResponse:
     form = await _form(request)
     _refuse_nul(*form.keys(), *form.values())
     with db.session() as session:  # who is asking comes first: no key, no further answers
-        actor = actor_for_api_key(session, form.get("api_key", ""))
+        actor = actor_for_api_key(session, _key(request, form))
     if actor is None:
         raise Open311Error(403, "api_key is missing or not valid; ask the hotline administrator for one")
+    if not authz.allowed(actor, "case.create"):
+        raise Open311Error(403, f"the role {actor.role} may not submit service requests")
     if len(form.get("idempotency_key", "")) > 64:
         raise Open311Error(400, "idempotency_key: at most 64 characters")
     attrs = {k[len("attribute["):-1]: v for k, v in form.items() if k.startswith("attribute[") and k.endswith("]")}
@@ -221,8 +239,8 @@ def query_requests(request: Request) -> list[dict]:
             elif wanted == {"closed"}:
                 stmt = stmt.where(Case.state.in_(FINISHED_STATES))
     with db.session() as session:
-        _check_read_key(request, session)
-        cases = list(session.scalars(stmt.order_by(Case.id.desc()).limit(MAX_RESULTS)))
+        actor = _reader(request, session)
+        cases = list(session.scalars(stmt.where(authz.scope(actor)).order_by(Case.id.desc()).limit(MAX_RESULTS)))
         notes = _public_notes(session, [c.id for c in cases])
         return [_request_out(core, c, notes) for c in cases]
 
@@ -232,8 +250,8 @@ def get_request(service_request_id: str, request: Request) -> list[dict]:
     db, core = _parts(request)
     _refuse_nul(service_request_id)
     with db.session() as session:
-        _check_read_key(request, session)
-        case = session.scalar(select(Case).where(Case.number == service_request_id))
+        actor = _reader(request, session)
+        case = session.scalar(select(Case).where(Case.number == service_request_id, authz.scope(actor)))
         if case is None:
             raise Open311Error(404, f"service_request_id {service_request_id!r} not found")
         return [_request_out(core, case, _public_notes(session, [case.id]))]

@@ -10,7 +10,7 @@ from sqlalchemy import or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from case_bridge import calls, duplicates, outbox
+from case_bridge import authz, calls, duplicates, outbox
 from case_bridge.catalogue import Catalogue, CatalogueError, load_catalogue
 from case_bridge.deadlines import Clock, TimeLimits, load_time_limits
 from case_bridge.models import Case, CaseEvent, CaseLink, HandlingUnit
@@ -398,10 +398,8 @@ class CaseCore:
 
     # ------------------------------------------------------------------ read
     def visible(self, actor: Actor):
-        """The WHERE clause limiting what this actor may see: a district sees only its own cases."""
-        if actor.role == "district":
-            return Case.handling_unit_code == actor.unit_code
-        return True
+        """The WHERE clause limiting what this actor may see (case_bridge.authz decides)."""
+        return authz.scope(actor)
 
     def add_note(self, session: Session, case: Case, actor: Actor, action: str, note: str,
                  data: dict | None = None) -> CaseEvent:

@@ -21,10 +21,11 @@ class Role(str, enum.Enum):
     district = "district"      # 区级平台
     supervisor = "supervisor"  # 班长 / 质检员
     admin = "admin"            # 管理员
+    client = "client"          # an outside system through Open311: sees what it submitted
 
 
 ROLE_LABELS = {Role.agent: "坐席员", Role.dispatcher: "派遣员", Role.district: "区级平台",
-               Role.supervisor: "班长/质检员", Role.admin: "管理员"}
+               Role.supervisor: "班长/质检员", Role.admin: "管理员", Role.client: "外部系统"}
 
 
 class AccountError(ValueError):
@@ -140,3 +141,27 @@ def actor_for_api_key(session: Session, key: str) -> Actor | None:
         .where(ApiKey.key_hash == _key_hash(key), ApiKey.revoked_at.is_(None), User.active.is_(True))
     ).scalar_one_or_none()
     return Actor.of(row) if row else None
+
+
+def list_api_keys(session: Session, username: str | None = None) -> list[tuple[ApiKey, User]]:
+    q = select(ApiKey, User).join(User, ApiKey.user_id == User.id).order_by(ApiKey.id)
+    if username:
+        q = q.where(User.username == username)
+    return [(k, u) for k, u in session.execute(q).all()]
+
+
+def revoke_api_key(session: Session, key_id: int) -> ApiKey:
+    """Stop a key from working (within the API's key cache time, 30 s); kept for the record."""
+    key = session.get(ApiKey, key_id)
+    if key is None:
+        raise AccountError(f"no api key #{key_id}; `hotline users api-key list` shows them")
+    if key.revoked_at is None:
+        key.revoked_at = utcnow()
+    return key
+
+
+def set_active(session: Session, username: str, active: bool) -> User:
+    """Disable (or enable again) a user: a disabled user's keys and sign-ins stop working."""
+    user = get_user(session, username)
+    user.active = active
+    return user

@@ -411,3 +411,52 @@ def test_no_key_is_403_before_any_other_check(settings, db, people):
     r = client.post("/open311/v2/requests.json", data={"api_key": people.keys["agent1"], "service_code": "E0102",
                                                       "address_string": "福田区", "idempotency_key": "k" * 65})
     assert r.status_code == 400 and "at most 64" in r.json()[0]["description"] and "open311:" not in r.text
+
+
+# ------------------------------------------------------------------ authorization, as everywhere else
+
+def client_key(db, name: str = "gov-app") -> str:
+    from hotline.accounts import User, hash_password, issue_api_key
+    with db.session() as s:
+        user = User(username=name, role="client", password_hash=hash_password("client-password-1"))
+        s.add(user)
+        s.flush()
+        return issue_api_key(s, user, "open311")
+
+
+def test_a_district_key_reads_only_its_own_cases_like_the_json_api(client, key, people):
+    futian = post_request(client, key).json()[0]["service_request_id"]          # a point in 福田区
+    nanshan_key = people.keys["nanshan1"]
+    one = client.get(f"{BASE}/requests/{futian}.json", params={"api_key": nanshan_key})
+    assert_spec_error(one, 404)
+    assert client.get(f"/api/v1/cases/{futian}", headers=people.auth("nanshan1")).status_code == 404
+    listed = client.get(f"{BASE}/requests.json", params={"api_key": nanshan_key})
+    assert listed.status_code == 200 and listed.json() == []
+    own = client.get(f"{BASE}/requests.json", params={"api_key": people.keys["futian1"]}).json()
+    assert [r["service_request_id"] for r in own] == [futian]
+
+
+@pytest.mark.parametrize("who", ["futian1", "admin1"])
+def test_district_and_admin_keys_cannot_submit_requests(client, people, db, who):
+    assert_spec_error(post_request(client, people.keys[who]), 403)
+    with db.session() as s:
+        assert s.scalars(select(Case)).all() == []
+
+
+def test_a_client_sees_what_it_submitted_and_nothing_else(client, key, db):
+    other = post_request(client, key).json()[0]["service_request_id"]            # by an agent
+    app_key = client_key(db)
+    mine = post_request(client, app_key, description="路灯不亮")
+    assert mine.status_code == 201
+    number = mine.json()[0]["service_request_id"]
+    assert [r["service_request_id"] for r in client.get(f"{BASE}/requests.json", params={"api_key": app_key}).json()] \
+        == [number]
+    assert_spec_error(client.get(f"{BASE}/requests/{other}.json", params={"api_key": app_key}), 404)
+    assert client.get(f"{BASE}/requests/{number}.json", params={"api_key": app_key}).status_code == 200
+
+
+def test_the_key_may_come_in_a_header_so_it_stays_out_of_urls(client, key):
+    number = post_request(client, key).json()[0]["service_request_id"]
+    r = client.get(f"{BASE}/requests/{number}.json", headers={"X-Api-Key": key})
+    assert r.status_code == 200 and r.json()[0]["service_request_id"] == number
+    assert_spec_error(client.get(f"{BASE}/requests/{number}.json", headers={"X-Api-Key": "hk_wrong"}), 403)
