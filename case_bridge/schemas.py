@@ -34,7 +34,8 @@ class NewCase(BaseModel):
     grid_code: str | None = Field(None, pattern=r"^\d{14}$")
     lon: float | None = Field(None, ge=73, le=136)
     lat: float | None = Field(None, ge=3, le=54)
-    placement_confidence: float | None = Field(None, ge=0, le=1)
+    placement_confidence: float | None = Field(None, ge=0, le=1, description="ignored: the router measures the "
+                                               "confidence, and place_confirmed is a person's word for the district")
     place_confirmed: bool = Field(False, description="the agent confirmed district_code for this address (the router learns it)")
     idempotency_key: str | None = Field(None, min_length=1, max_length=128, pattern=NO_NUL)
     file: bool = Field(True, description="立案 at once when the case has a category")

@@ -132,12 +132,31 @@ class CaseCore:
             raise CaseInputError(f"district_code: {data.district_code} is not a district this hotline serves")
         if (data.lon is None) != (data.lat is None):
             raise CaseInputError("lon and lat: give both or neither")
+        self._validate_divisions(data)
+
+    def _validate_divisions(self, data: NewCase) -> None:
+        """街道 within the district, 社区 within the 街道, grid within the 社区, each one the gazetteer knows."""
+        chain = [("district_code", data.district_code), ("street_code", data.street_code),
+                 ("community_code", data.community_code), ("grid_code", data.grid_code)]
+        known = getattr(self.router.gazetteer, "divisions", {})
+        above_name, above = None, None
+        for name, code in chain:
+            if code is None:
+                continue
+            if above is None and name != "district_code":
+                raise CaseInputError(f"{name}: give the district_code (and the levels between) with it")
+            if above is not None and not code.startswith(above):
+                raise CaseInputError(f"{name}: {code} does not lie within {above_name} {above}")
+            if name in ("street_code", "community_code") and known and code not in known:
+                raise CaseInputError(f"{name}: {code} is not a division of this city's gazetteer")
+            above_name, above = name, code
 
     def _place(self, session: Session, case: Case, given: bool, confirmed: bool = False) -> dict[str, Any]:
         """Fill the placement from the address (or the point) unless a person gave the district."""
         if given:
-            if confirmed:
-                case.placement_confidence = 1.0
+            # a confidence sent by a client decides nothing: only a person's confirmation is certain;
+            # a district given without one waits for the dispatcher
+            case.placement_confidence = 1.0 if confirmed else None
             if case.community_code and not case.grid_code:
                 case.grid_code = case.community_code + "00"
             return {"by": "person", "district_code": case.district_code}

@@ -12,7 +12,6 @@ reports, results of its own cases); non-essential texts wait out the quiet hours
 """
 from __future__ import annotations
 
-import hashlib
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -52,6 +51,13 @@ class Prepared:
     to: str
     parts: list[Segment]
     sent: dict[int, str]     # seq → smsc id of parts already acknowledged
+
+
+def concat_ref(message_id: int) -> int:
+    """The 8-bit concatenation reference of a message: from its row id, so it is the same on every retry
+    and two texts to one phone at the same moment (a receipt and a dispatch notice) never share one —
+    ids 256 apart are messages far apart in time, long after a handset gave up on a partial one."""
+    return message_id % 256
 
 
 class Sender:
@@ -116,18 +122,17 @@ class Sender:
     def _prepare(self, conn: Connection, rendered: tuple[str, int | None], key: str, to: str,
                  template: str) -> Prepared:
         """The message row (created on the first attempt; a retry keeps the text it had) and its parts."""
-        ref = int(hashlib.sha256(key.encode()).hexdigest(), 16) % 256   # the same on every retry
         row = conn.execute(_MESSAGE_BY_KEY, {"b_key": f"out:{key}"}).first()
         if row is None:
             text, case_id = rendered
-            parts = segments(text, ref=ref)
+            count = len(segments(text, ref=0))
             message_id = conn.execute(_NEW_MESSAGE, {
                 "direction": "out", "dedupe_key": f"out:{key}", "phone": to,
                 "service_addr": self.settings.sms_source_addr[:21], "text": text, "at": utcnow(), "kind": template,
                 "case_id": case_id, "work_item_id": None, "status": "submitting", "outbox_key": key,
-                "parts": len(parts), "data": {}}).inserted_primary_key[0]
-            return Prepared(message_id, to, parts, {})
-        parts = segments(row.text, ref=ref)
+                "parts": count, "data": {}}).inserted_primary_key[0]
+            return Prepared(message_id, to, segments(text, ref=concat_ref(message_id)), {})
+        parts = segments(row.text, ref=concat_ref(row.id))
         sent = {seq: smsc_id for seq, smsc_id in conn.execute(_PARTS_OF, {"b_id": row.id})}
         return Prepared(row.id, to, parts, sent)
 

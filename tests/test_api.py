@@ -8,7 +8,7 @@ from agent_ui import create_app
 from hotline.bus import InProcessBus
 
 CASE = {"description": "人行道上的井盖丢了", "category_key": "C0114", "district_code": "440304",
-        "placement_confidence": 0.95, "caller_phone": "13900139000", "address_text": "福田区福华路"}
+        "place_confirmed": True, "caller_phone": "13900139000", "address_text": "福田区福华路"}
 
 
 @pytest.fixture
@@ -73,6 +73,10 @@ def test_refusals_are_4xx_with_a_reason(client, people, who, action, body, statu
     ({"district_code": "440399"}, "not a district"),
     ({"description": "\x00\x01\x02"}, "description is empty"),
     ({"description": "<script>alert(1)</script>", "urgency": "很急"}, None),
+    ({"street_code": "440305001"}, "does not lie within district_code 440304"),      # 南山's 街道 under 福田
+    ({"street_code": "440304999"}, "not a division"),
+    ({"district_code": None, "street_code": "440304001"}, "give the district_code"),
+    ({"street_code": "440304001", "community_code": "440305001001"}, "does not lie within street_code"),
 ])
 def test_bad_case_input_is_422_and_writes_nothing(client, people, patch, words):
     r = client.post("/api/v1/cases", json={**CASE, **patch}, headers=people.auth("agent1"))
@@ -117,3 +121,11 @@ def test_the_agent_desk_can_ask_where_an_address_is(client, people):
     assert point["district_code"] == "440304"
     assert client.get("/api/v1/places/locate", params={"q": "x"}, headers=people.auth("futian1")).status_code == 403
     assert client.get("/api/v1/places/locate", params={"lon": 114.0}, headers=people.auth("agent1")).status_code == 422
+
+
+def test_a_clients_confidence_does_not_dispatch_a_case(client, people):
+    data = {k: v for k, v in CASE.items() if k != "place_confirmed"}
+    r = client.post("/api/v1/cases", json={**data, "placement_confidence": 1.0}, headers=people.auth("agent1"))
+    assert r.status_code == 201 and r.json()["state"] == "filed"      # waits for the dispatcher
+    sure = client.post("/api/v1/cases", json={**data, "place_confirmed": True}, headers=people.auth("agent1"))
+    assert sure.json()["state"] == "dispatched"

@@ -63,7 +63,7 @@ def _build_fuzz_app():
         # district, a consultation answered at intake (closed) and one not yet filed
         for data in (
             NewCase(category_key="C0101", description="井盖破损", district_code="440304", lat=22.54, lon=114.06,
-                    placement_confidence=1.0),
+                    place_confirmed=True),
             NewCase(category_key="C0101", description="井盖又坏了", district_code="440304", lat=22.54, lon=114.06,
                     caller_phone="13800138000"),
             NewCase(category_key="E0101", description="噪音扰民", district_code="440305"),

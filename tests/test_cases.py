@@ -81,7 +81,7 @@ def test_concurrent_retries_with_one_key_make_one_case(db, core, people):
 
 
 def test_confident_placement_is_filed_and_dispatched_with_a_deadline(db, core, people):
-    number, _ = create(db, core, people["agent1"], placement_confidence=0.95)
+    number, _ = create(db, core, people["agent1"], place_confirmed=True)
     assert [t[:3] for t in timeline(db, number)] == [
         ("create", None, "intake"), ("file", "intake", "filed"), ("dispatch", "filed", "dispatched")]
     with db.session() as s:
@@ -94,13 +94,13 @@ def test_confident_placement_is_filed_and_dispatched_with_a_deadline(db, core, p
 
 
 def test_unsure_placement_waits_for_the_dispatcher(db, core, people):
-    number, _ = create(db, core, people["agent1"], placement_confidence=0.4)
+    number, _ = create(db, core, people["agent1"])
     with db.session() as s:
         assert [c.number for c in core.dispatcher_queue(s)] == [number]
 
 
 def test_full_workflow_with_every_step_on_the_timeline(db, core, people, clock):
-    n, _ = create(db, core, people["agent1"], placement_confidence=0.3)
+    n, _ = create(db, core, people["agent1"])
     assert act(db, core, n, "dispatch", people["disp1"], unit_code="440304") == "dispatched"
     assert act(db, core, n, "accept", people["futian1"]) == "in_progress"
     clock.advance(hours=1)
@@ -138,7 +138,7 @@ def test_full_workflow_with_every_step_on_the_timeline(db, core, people, clock):
     ("teleport", "disp1", "unknown action", 422),
 ])
 def test_wrong_transitions_are_refused_and_change_nothing(db, core, people, action, actor, words, status):
-    n, _ = create(db, core, people["agent1"], placement_confidence=0.95)
+    n, _ = create(db, core, people["agent1"], place_confirmed=True)
     before = timeline(db, n)
     with pytest.raises(WorkflowError, match=words) as info:
         act(db, core, n, action, people[actor])
@@ -147,7 +147,7 @@ def test_wrong_transitions_are_refused_and_change_nothing(db, core, people, acti
 
 
 def test_return_goes_back_to_the_dispatcher_and_stops_the_clock(db, core, people):
-    n, _ = create(db, core, people["agent1"], placement_confidence=0.95)
+    n, _ = create(db, core, people["agent1"], place_confirmed=True)
     assert act(db, core, n, "return", people["futian1"], note="不属于本区，应为南山区") == "returned"
     with db.session() as s:
         case = s.scalar(select(Case).where(Case.number == n))
@@ -157,7 +157,7 @@ def test_return_goes_back_to_the_dispatcher_and_stops_the_clock(db, core, people
 
 
 def test_deadline_lights_extension_and_suspension(db, core, people, clock):
-    n, _ = create(db, core, people["agent1"], placement_confidence=0.95)  # 4 工作时 from Monday 09:00
+    n, _ = create(db, core, people["agent1"], place_confirmed=True)  # 4 工作时 from Monday 09:00
     light = lambda: core.light(_get(db, n))  # noqa: E731
     clock.advance(hours=3)  # 12:00 → 3 of 4 working hours used
     assert light() == "green"
@@ -229,8 +229,8 @@ def test_possible_repeats_are_flagged_not_merged(db, core, people, clock):
 
 
 def test_district_sees_only_its_own_cases(db, core, people):
-    mine, _ = create(db, core, people["agent1"], placement_confidence=0.95)
-    theirs, _ = create(db, core, people["agent1"], placement_confidence=0.95, district_code="440305")
+    mine, _ = create(db, core, people["agent1"], place_confirmed=True)
+    theirs, _ = create(db, core, people["agent1"], place_confirmed=True, district_code="440305")
     with db.session() as s:
         assert [c.number for c in core.list_cases(s, people["futian1"])] == [mine]
         assert {c.number for c in core.list_cases(s, people["super1"])} == {mine, theirs}
@@ -239,9 +239,9 @@ def test_district_sees_only_its_own_cases(db, core, people):
 
 
 def test_dapeng_streets_go_to_the_dapeng_centre(db, core, people):
-    n, _ = create(db, core, people["agent1"], district_code="440307", street_code="440307010", placement_confidence=0.95)
+    n, _ = create(db, core, people["agent1"], district_code="440307", street_code="440307010", place_confirmed=True)
     assert _get(db, n).handling_unit_code == "dapeng"
-    n2, _ = create(db, core, people["agent1"], district_code="440307", street_code="440307014", placement_confidence=0.95)
+    n2, _ = create(db, core, people["agent1"], district_code="440307", street_code="440307014", place_confirmed=True)
     assert _get(db, n2).handling_unit_code == "440307"
 
 
@@ -260,7 +260,7 @@ def test_timeline_is_append_only_in_the_orm_and_in_the_database(db, core, people
 
 def test_overdue_cases_are_urged_once(db, core, people, clock, monkeypatch):
     from case_bridge import worker
-    n, _ = create(db, core, people["agent1"], placement_confidence=0.95)
+    n, _ = create(db, core, people["agent1"], place_confirmed=True)
     case = _get(db, n)
     monkeypatch.setenv("HOTLINE_DATABASE_URL", db.url)
     worker.get_settings.cache_clear()

@@ -66,7 +66,7 @@ def test_case_show_prints_the_timeline():
     client = TestClient(create_app())
     made = client.post("/api/v1/cases", headers={"Authorization": f"Bearer {key}"},
                        json={"description": "井盖丢失", "category_key": "C0114", "district_code": "440304",
-                             "placement_confidence": 0.95, "address_text": "福田区深南中路"})
+                             "place_confirmed": True, "address_text": "福田区深南中路"})
     assert made.status_code == 201, made.text
     number = made.json()["number"]
     shown = hotline("case", "show", number)

@@ -23,7 +23,7 @@ def test_kpis_by_district_match_the_hand_count(db, core, people, clock):
     def new(category: str, district: str) -> str:
         with db.session() as s:
             return core.create_case(s, NewCase(description="测试案件", category_key=category, district_code=district,
-                                               placement_confidence=0.95), agent).case.number
+                                               place_confirmed=True), agent).case.number
 
     def act(number: str, action: str, actor, **kw) -> None:
         with db.session() as s:

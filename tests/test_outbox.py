@@ -131,7 +131,7 @@ def test_webhook_effect_posts_with_the_idempotency_key(db, core, people):
             s.get(HandlingUnit, "440304").webhook_url = receiver.url
         with db.session() as s:
             n = core.create_case(s, NewCase(description="占道经营", category_key="E0504", district_code="440304",
-                                            placement_confidence=0.95), people["agent1"]).case.number
+                                            place_confirmed=True), people["agent1"]).case.number
         with db.session() as s:
             core.apply_action(s, n, "urge", people["disp1"], ActionIn(note="请尽快处理"))
         claims = claim(db, kinds=["webhook"], now=core.now())

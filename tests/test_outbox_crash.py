@@ -42,7 +42,7 @@ def test_worker_killed_mid_effect_does_it_exactly_once(db, settings, people, tmp
             s.get(HandlingUnit, "440304").webhook_url = receiver.url
         with db.session() as s:
             number = core.create_case(s, NewCase(description="路面塌陷一米见方", category_key="E0401", urgency="紧急",
-                                                 district_code="440304", placement_confidence=0.95),
+                                                 district_code="440304", place_confirmed=True),
                                       people["agent1"]).case.number
         first = start_worker(env)
         try:

@@ -162,6 +162,8 @@ def test_a_district_given_by_a_person_is_kept(db, core, people):
                placement_confidence=0.95)
     case = get(db, n)
     assert case.district_code == "440304" and case.handling_unit_code == "440304"
+    # the client's 0.95 decides nothing: given without a person's confirmation, it waits for the dispatcher
+    assert case.state == "filed" and case.placement_confidence is None
     assert assert_one_event(db, n, "create").data["placement"] == {"by": "person", "district_code": "440304"}
     assert evidence_rows(db) == []   # given, but not confirmed: nothing learned
 

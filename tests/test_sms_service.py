@@ -232,6 +232,29 @@ async def test_a_work_item_merged_into_an_open_case(channel, smsc, db, core, peo
         assert inbox.open_items(s) == []
 
 
+@pytest.mark.parametrize("finished", ["closed", "void"])
+async def test_a_work_item_cannot_join_a_closed_or_void_case(channel, smsc, db, core, people, finished):
+    from case_bridge import ActionIn, WorkflowError
+    from sms import inbox
+    from tests.support.cases import closed_case, new_case
+    if finished == "closed":
+        number = closed_case(db, core, people)
+    else:
+        number = new_case(db, core)
+        with db.session() as s:
+            core.apply_action(s, number, "void", people["disp1"], ActionIn(note="重复"))
+    await smsc.send_mo("8613700137000", "华强北路井盖还没修好")
+    await until(lambda: db_count(db, select(func.count()).select_from(SmsWorkItem)) == 1, what="item")
+    with db.session() as s:
+        item_id = s.scalar(select(SmsWorkItem.id))
+    with pytest.raises(WorkflowError, match="not open") as refused, db.session() as s:
+        inbox.merge(s, core, item_id, number, people["agent1"])
+    assert refused.value.status == 409
+    with db.session() as s:
+        assert s.get(SmsWorkItem, item_id).state == "open"
+        assert s.scalar(select(CaseEvent).where(CaseEvent.action == "sms_merged")) is None
+
+
 async def test_garbled_pdus_and_odd_codings_lose_nothing(channel, smsc, db):
     # an unknown command, then a PDU too short to be one: the session goes on (or is bound again)
     await smsc.send_raw(b"\x00\x00\x00\x10\x00\x00\x07\x77\x00\x00\x00\x00\x00\x00\x00\x63")
@@ -252,3 +275,17 @@ async def test_garbled_pdus_and_odd_codings_lose_nothing(channel, smsc, db):
     with db.session() as s:
         texts = dict(s.execute(select(SmsMessage.phone, SmsMessage.text).where(SmsMessage.direction == "in")).all())
     assert texts["+8613800138000"].startswith("井盖") and texts["+8613800138001"] == "0102ff"
+
+
+async def test_two_long_texts_to_one_phone_at_once_never_share_a_concatenation_reference(channel, smsc, db):
+    smsc.auto_receipts = True
+    # two keys whose 8-bit hashes collide (the old reference was sha256(key) % 256: 16 for both)
+    enqueue_text(db, "result", key="sms:receipt:7", number="E0102202611230001", result=LONG)
+    enqueue_text(db, "result", key="sms:dispatched:7:809", number="E0102202611230002", result=LONG)
+    await until(lambda: db_count(db, select(func.count()).select_from(SmsMessage)
+                                 .where(SmsMessage.status == "delivered")) == 2, what="both delivered")
+    refs: dict[int, set[int]] = {}
+    for sub in smsc.submits:
+        assert sub.udh is not None and sub.udh.ref_bits == 8
+        refs.setdefault(sub.udh.ref, set()).add(sub.udh.total)
+    assert len(refs) == 2, refs      # one reference per message, so the handset cannot stitch them together
