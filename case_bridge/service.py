@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from case_bridge import authz, calls, duplicates, outbox
 from case_bridge.catalogue import Catalogue, CatalogueError, load_catalogue
 from case_bridge.deadlines import Clock, TimeLimits, load_time_limits
-from case_bridge.models import Case, CaseEvent, CaseLink, HandlingUnit
+from case_bridge.models import Case, CaseEvent, CaseLink, HandlingUnit, OutboxItem
 from case_bridge.numbering import next_case_number
 from case_bridge.placement import Router, placement_summary
 from case_bridge.schemas import ActionIn, CaseOut, EventOut, LinkOut, NewCase
@@ -400,10 +400,8 @@ class CaseCore:
                            key=f"sms:dispatched:{case.id}:{event.id}", case_id=case.id, due_at=now)
         if action == "close" and case.caller_phone:
             outbox.enqueue(session, "survey_call", {"to": case.caller_phone, "case_number": case.number},
-                           key=f"survey:{case.id}:{event.id}", case_id=case.id, due_at=self.next_callback_time(now))
-
-    def next_callback_time(self, after: datetime) -> datetime:
-        return next_callback_time(self.settings, after)
+                           key=f"survey:{case.id}:{event.id}", case_id=case.id,
+                           due_at=callback_slot(session, self.settings, now))
 
     def _event(self, session: Session, case: Case, actor: Actor, action: str, before: str | None,
                after: str | None, note: str = "", data: dict | None = None) -> CaseEvent:
@@ -500,6 +498,10 @@ class CaseCore:
         )
 
 
+CALLBACK_TALK_SECONDS = 90     # the survey's prompts, one key and the goodbye, with room to spare
+MAX_PLANNED_LOOKAHEAD = 20000  # callbacks already planned that a new one is fitted between
+
+
 def next_callback_time(s: Settings, after: datetime, delay_minutes: int | None = None) -> datetime:
     """The first moment inside calling hours, at least survey_delay_minutes after `after`."""
     delay = s.survey_delay_minutes if delay_minutes is None else delay_minutes
@@ -511,3 +513,26 @@ def next_callback_time(s: Settings, after: datetime, delay_minutes: int | None =
     elif local >= end:
         local = start + timedelta(days=1)
     return local.astimezone(after.tzinfo)
+
+
+def callback_slot(session: Session, s: Settings, after: datetime, delay_minutes: int | None = None) -> datetime:
+    """When a satisfaction callback should start: the first slot inside calling hours, at least the
+    delay after `after`, that has room. A slot is as long as one callback (ringing plus the survey),
+    and holds `survey_max_concurrent_calls` of them, so the night's closures are spread over the
+    morning instead of all dialling at the opening minute, and the trunk is never asked for more
+    lines than it has."""
+    slot = timedelta(seconds=s.survey_ring_seconds + CALLBACK_TALK_SECONDS)
+    at = next_callback_time(s, after, delay_minutes)
+    planned = session.scalars(select(OutboxItem.due_at).where(
+        OutboxItem.kind == "survey_call", OutboxItem.status != "failed", OutboxItem.due_at >= at)
+        .order_by(OutboxItem.due_at).limit(MAX_PLANNED_LOOKAHEAD)).all()
+    taken = 0
+    for due in planned:   # in time order
+        if due < at:      # more than a full slot's worth planned there: already passed over
+            continue
+        if due >= at + slot:
+            break         # the current slot still has room
+        taken += 1
+        if taken >= s.survey_max_concurrent_calls:
+            at, taken = next_callback_time(s, at + slot, 0), 0
+    return at

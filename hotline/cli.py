@@ -202,7 +202,7 @@ def cmd_simulate_call(args) -> None:
     keys = [k.strip() for k in args.keys.split(",")] if args.keys else []
     try:
         lines = asyncio.run(simulate_call(get_settings(), args.script, args.caller, keys, case_number=args.case,
-                                          hangup_after=args.hangup_after))
+                                          hangup_after=args.hangup_after, write=args.write))
     except (OSError, ValueError) as exc:
         sys.exit(f"simulate-call: {exc}")
     print("\n".join(lines))
@@ -413,6 +413,8 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--script", choices=["inbound", "survey"], default="inbound")
     sim.add_argument("--case", help="survey: the case the callback is about")
     sim.add_argument("--hangup-after", type=int, help="the caller hangs up after this many commands")
+    sim.add_argument("--write", action="store_true", help="run on the configured database (default: a throw-away "
+                                                          "copy, so trying the IVR changes nothing)")
     sim.set_defaults(fn=cmd_simulate_call)
     sub.add_parser("worker", help="a Celery worker with beat (scale mode)").set_defaults(fn=cmd_worker)
     db = sub.add_parser("db", help="database").add_subparsers(dest="db_cmd", required=True)

@@ -6,6 +6,7 @@ SettingsError naming the setting and what is wrong with it.
 """
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from datetime import time
@@ -87,6 +88,8 @@ class Settings(BaseSettings):
     agi_host: str = "127.0.0.1"
     agi_port: int = Field(4573, ge=1, le=65535)
     agi_public_host: str = ""          # the address Asterisk dials for agi://; "" = agi_host
+    # who may open a FastAGI session: the Asterisk servers' addresses or networks (the port is unauthenticated)
+    agi_permit: list[str] = ["127.0.0.1/32", "::1/128"]
     agi_header_timeout_seconds: float = Field(5.0, gt=0)
     agi_command_timeout_seconds: float = Field(60.0, gt=0)  # a reply slower than this ends the session
     # the AMI link to Asterisk
@@ -123,6 +126,7 @@ class Settings(BaseSettings):
     survey_channel: str = Field("call", pattern="^(call|sms)$")
     survey_call_attempts: int = Field(3, ge=1, le=10)
     survey_ring_seconds: int = Field(30, ge=5, le=120)
+    survey_max_concurrent_calls: int = Field(4, ge=1, le=500)   # the outbound lines the trunk gives callbacks
     survey_dial: str = "PJSIP/{number}@trunk"  # how a citizen's number is dialled out
 
     # SMS: the connector to the operator / aggregator (SMPP 3.4 first)
@@ -193,6 +197,11 @@ class Settings(BaseSettings):
                 raise ValueError(f"ivr_district_menu entry {code!r} must be a 6-digit district code")
         if (self.agent_hours_start is None) != (self.agent_hours_end is None):
             raise ValueError("agent_hours_start and agent_hours_end: set both or neither")
+        for net in self.agi_permit:
+            try:
+                ipaddress.ip_network(net, strict=False)
+            except ValueError:
+                raise ValueError(f"agi_permit entry {net!r} is not an address or network (e.g. 10.0.0.5/32)") from None
         if "{number}" not in self.survey_dial:
             raise ValueError("survey_dial must contain {number}")
         if self.callback_hours_end <= self.callback_hours_start:

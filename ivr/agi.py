@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import ipaddress
 import logging
 import re
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable, Iterable
 
 from panoramisk.fast_agi import Application, Request
 
@@ -266,7 +267,7 @@ class AGIServer(Application):
     """panoramisk's FastAGI application with bounded header reads and isolated sessions."""
 
     def __init__(self, header_timeout: float = 5.0, command_timeout: float = 60.0,
-                 max_header_bytes: int = MAX_HEADER_BYTES) -> None:
+                 max_header_bytes: int = MAX_HEADER_BYTES, permit: Iterable[str] | None = None) -> None:
         # panoramisk's __init__ only fetches an event loop (deprecated outside one); the routes
         # table and encoding it sets up are set here
         dict.__init__(self)
@@ -276,6 +277,8 @@ class AGIServer(Application):
         self.header_timeout = header_timeout
         self.command_timeout = command_timeout
         self.max_header_bytes = max_header_bytes
+        # None: anyone may connect (tests of the protocol); the product always passes agi_permit
+        self.permit = None if permit is None else [ipaddress.ip_network(n, strict=False) for n in permit]
         self.sessions = 0          # finished sessions, for the status page and the benchmark
         self.rejected = 0          # connections dropped for a bad environment or an unknown route
         self.active: set[asyncio.Task] = set()
@@ -311,6 +314,10 @@ class AGIServer(Application):
             self.active.add(task)
         peer = writer.get_extra_info("peername")
         try:
+            if not self.permitted(peer):
+                self.rejected += 1
+                log.warning("FastAGI connection from %s refused: not in agi_permit", peer[0] if peer else peer)
+                return
             headers = await self._read_header(reader, peer)
             if headers is not None:
                 await self._serve(headers, reader, writer)
@@ -321,6 +328,17 @@ class AGIServer(Application):
             writer.close()
             if task is not None:
                 self.active.discard(task)
+
+    def permitted(self, peer: Any) -> bool:
+        if self.permit is None:
+            return True
+        try:
+            address = ipaddress.ip_address(str(peer[0]).split("%", 1)[0])
+        except (TypeError, ValueError, IndexError):
+            return False
+        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
+            address = address.ipv4_mapped
+        return any(address in net for net in self.permit)
 
     async def _read_header(self, reader: asyncio.StreamReader, peer: Any) -> dict[str, str] | None:
         try:

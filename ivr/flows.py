@@ -179,14 +179,15 @@ async def survey(call: "AGICall", svc: "IVRServices") -> None:
     notes = CallNotes(intent="survey")
     number = await call.get_variable("HOTLINE_CASE")
     notes.asked_case = number
-    notes.facts["survey_key"] = await call.get_variable("HOTLINE_SURVEY_KEY")
+    callback_key = await call.get_variable("HOTLINE_SURVEY_KEY")
     await svc.call_started(call, svc.caller_number(call.caller), direction="survey")
     try:
-        case = await svc.survey_case(number)
-        if case is not None:   # the citizen's number and the case, not the 12319 caller ID we sent
-            await svc.survey_call_of(call.uniqueid, case)
+        # only with the single-use key of a callback we placed; the call is then recorded with the
+        # citizen's number and the case, not the 12319 caller ID we sent
+        case = await svc.redeem_survey(number, callback_key, call.uniqueid)
+        notes.facts["survey_key"] = "accepted" if case is not None else ("refused" if callback_key else "missing")
         if case is None:
-            log.warning("survey call %s: no case %r awaiting a survey", call.uniqueid, number)
+            log.warning("survey call %s: no case %r awaiting a survey with this callback key", call.uniqueid, number)
             await play(call, svc, "goodbye")
             return
         pressed = (await play(call, svc, "survey_intro", "case_number", listen=True)

@@ -29,7 +29,7 @@ def build_agi_server(settings: Settings, db: Database, core: CaseCore, bus: Even
     """The FastAGI application with the product's flows on their routes."""
     services = IVRServices(settings, db, core, bus, catalogue=load_catalogue())
     server = AGIServer(header_timeout=settings.agi_header_timeout_seconds,
-                       command_timeout=settings.agi_command_timeout_seconds)
+                       command_timeout=settings.agi_command_timeout_seconds, permit=settings.agi_permit)
     server.services = services
     for name in flows.AGI_ROUTES:
         server.add_route(name, functools.partial(getattr(flows, name), svc=services))

@@ -24,6 +24,7 @@ from hotline.bus import EventBus
 from hotline.db import Database, utcnow
 from hotline.phone import InvalidPhoneNumber, normalise
 from hotline.settings import Settings
+from ivr import survey_keys
 from ivr.ami_state import known
 
 if TYPE_CHECKING:
@@ -120,14 +121,6 @@ class IVRServices:
         with self.db.session() as s:
             record_call(s, uniqueid, ivr=ivr, **fields)
 
-    async def survey_call_of(self, uniqueid: str, case: CaseBrief) -> None:
-        await asyncio.to_thread(self._survey_call_of, uniqueid, case.number)
-
-    def _survey_call_of(self, uniqueid: str, number: str) -> None:
-        with self.db.session() as s:
-            case_id, phone = s.execute(select(Case.id, Case.caller_phone).where(Case.number == number)).one()
-            record_call(s, uniqueid, case_id=case_id, caller=phone, dialled=phone)
-
     def agents_on_duty(self, now: datetime | None = None) -> bool:
         start, end = self.settings.agent_hours_start, self.settings.agent_hours_end
         if start is None or end is None:
@@ -163,15 +156,20 @@ class IVRServices:
             return briefs[0] if briefs else None
         return next((b for b in briefs if b.digits == digits), None)
 
-    async def survey_case(self, number: str | None) -> CaseBrief | None:
-        if not number:
+    async def redeem_survey(self, number: str | None, key: str | None, uniqueid: str) -> CaseBrief | None:
+        """The case a callback is about, if the call carries that callback's single-use key
+        (`ivr.survey_keys`); the call is then recorded with the citizen and the case."""
+        if not number or not key:
             return None
-        return await asyncio.to_thread(self._survey_case, number)
+        return await asyncio.to_thread(self._redeem_survey, number, key, uniqueid)
 
-    def _survey_case(self, number: str) -> CaseBrief | None:
+    def _redeem_survey(self, number: str, key: str, uniqueid: str) -> CaseBrief | None:
         with self.db.session() as s:
-            row = s.execute(select(Case.number, Case.state).where(Case.number == number)).first()
-        return CaseBrief(*row) if row and row[1] in ("closed", "surveyed") else None
+            case = survey_keys.redeem(s, number, key, uniqueid)
+            if case is None:
+                return None
+            record_call(s, uniqueid, case_id=case.id, caller=case.caller_phone, dialled=case.caller_phone)
+            return CaseBrief(case.number, case.state)
 
     async def record_satisfaction(self, number: str, answer: str, uniqueid: str) -> bool:
         recorded = await asyncio.to_thread(self._satisfaction, number, answer, uniqueid)

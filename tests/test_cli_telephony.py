@@ -17,7 +17,7 @@ def test_simulate_call_plays_the_progress_query_without_a_pbx():
 
 def test_a_simulated_call_is_linked_to_the_case_created_from_it():
     assert hotline("seed").returncode == 0
-    out = hotline("simulate-call", "--keys", "1")
+    out = hotline("simulate-call", "--keys", "1", "--write")
     assert "HOTLINE_INTENT=report" in out.stdout and "HOTLINE_QUEUE=city" in out.stdout
     uniqueid = re.search(r"call (sim-[0-9.]+) from", out.stdout).group(1)
     key = hotline("users", "api-key", "agent", "--name", "t").stdout.strip().splitlines()[-1]
@@ -26,13 +26,33 @@ def test_a_simulated_call_is_linked_to_the_case_created_from_it():
     from agent_ui import create_app
     from hotline.settings import get_settings
     get_settings.cache_clear()
-    made = TestClient(create_app()).post(
+    client = TestClient(create_app())
+    made = client.post(
         "/api/v1/cases", headers={"Authorization": f"Bearer {key}", "Idempotency-Key": uniqueid},
         json={"description": "井盖丢失", "category_key": "C0114", "channel": "phone", "caller_phone": "13800138000",
               "address_text": "福田区深南中路"})
     assert made.status_code == 201, made.text
     shown = hotline("case", "show", made.json()["number"])
     assert "通话:" in shown.stdout and "意图 report" in shown.stdout and "队列 city" in shown.stdout
+
+
+def test_simulated_calls_and_surveys_change_nothing_unless_told(tmp_path):
+    assert hotline("seed").returncode == 0
+    tried = hotline("simulate-call", "--keys", "1")
+    assert tried.returncode == 0 and "throw-away copy" in tried.stdout
+    uniqueid = re.search(r"call (sim-[0-9.]+) from", tried.stdout).group(1)
+    from sqlalchemy import select
+
+    from case_bridge.models import Call
+    from hotline.db import Database
+    from hotline.settings import get_settings
+    get_settings.cache_clear()
+    db = Database(get_settings().database_url)
+    with db.session() as s:
+        assert s.scalar(select(Call).where(Call.uniqueid == uniqueid)) is None
+    db.dispose()
+    refused = hotline("simulate-call", "--script", "survey", "--case", "E0101202600001", "--keys", "1", "--write")
+    assert refused.returncode != 0 and "callback" in refused.stderr
 
 
 def test_asterisk_config_and_prompts_build(tmp_path):

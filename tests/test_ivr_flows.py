@@ -1,6 +1,7 @@
 """The inbound and survey call flows, driven over a real socket by the Asterisk-side peer."""
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
 from pathlib import PurePath
@@ -15,7 +16,7 @@ from ivr.agi import AGIServer
 from ivr.agi_peer import AGIPeer
 from ivr.prompts import load_catalogue
 from ivr.services import IVRServices
-from tests.support.cases import CALLER, closed_case, new_case
+from tests.support.cases import CALLER, callback_key, closed_case, new_case
 
 
 @contextlib.asynccontextmanager
@@ -160,15 +161,15 @@ def closeable(db, core, people):
     return lambda caller=CALLER: closed_case(db, core, people, caller)
 
 
-def survey_vars(number):
-    return {"HOTLINE_CASE": number, "HOTLINE_SURVEY_KEY": f"survey:{number}"}
+def survey_vars(db, number, key=None):
+    return {"HOTLINE_CASE": number, "HOTLINE_SURVEY_KEY": key or callback_key(db, number)}
 
 
 @pytest.mark.parametrize("keys,answer,reopen", [(["1"], "满意", False), (["3"], "不满意", True),
                                                 (["7", "2"], "基本满意", False), (["", "2"], "基本满意", False)])
 async def test_survey_records_the_answer(line, db, closeable, keys, answer, reopen):
     number = closeable()
-    result = await line(keys, script="survey", variables=survey_vars(number), uniqueid="s-1")
+    result = await line(keys, script="survey", variables=survey_vars(db, number), uniqueid="s-1")
     with db.session() as s:
         case = s.scalar(select(Case).where(Case.number == number))
         assert (case.satisfaction, case.reopen_requested, case.state) == (answer, reopen, "surveyed")
@@ -180,7 +181,7 @@ async def test_survey_records_the_answer(line, db, closeable, keys, answer, reop
 @pytest.mark.parametrize("keys,hangup_after", [(["8", "9"], None), ([], None), (["1"], 3)])
 async def test_survey_without_a_valid_answer_records_nothing(line, db, closeable, keys, hangup_after):
     number = closeable()
-    result = await line(keys, script="survey", variables=survey_vars(number), hangup_after=hangup_after)
+    result = await line(keys, script="survey", variables=survey_vars(db, number), hangup_after=hangup_after)
     with db.session() as s:
         case = s.scalar(select(Case).where(Case.number == number))
         assert case.satisfaction is None and case.state == "closed"
@@ -191,11 +192,47 @@ async def test_survey_without_a_valid_answer_records_nothing(line, db, closeable
 
 async def test_survey_for_a_case_not_awaiting_one(line, db, core):
     number = new_case(db, core)
-    result = await line(["1"], script="survey", variables=survey_vars(number))
+    result = await line(["1"], script="survey", variables=survey_vars(db, number))
     assert prompts(result) == ["goodbye"]
     with db.session() as s:
         assert s.scalar(select(Case.satisfaction).where(Case.number == number)) is None
         assert not s.scalars(select(CaseEvent).where(CaseEvent.action == "record_satisfaction")).all()
+
+
+def answered(db, number) -> str | None:
+    with db.session() as s:
+        return s.scalar(select(Case.satisfaction).where(Case.number == number))
+
+
+@pytest.mark.parametrize("key", ["", "guessed", "survey:1:attempt1"])
+async def test_a_survey_answer_needs_the_key_of_a_callback_we_placed(line, db, closeable, key):
+    number = closeable()
+    callback_key(db, number)                       # a callback is pending, but this call does not carry its key
+    result = await line(["1"], script="survey", variables={"HOTLINE_CASE": number, "HOTLINE_SURVEY_KEY": key})
+    assert prompts(result) == ["goodbye"] and answered(db, number) is None
+
+
+async def test_a_callback_key_is_good_once_for_its_case_and_only_while_it_is_the_latest(line, db, closeable,
+                                                                                      clock):
+    first, other = closeable(), closeable("13900139000")
+    old = callback_key(db, first)
+    latest = callback_key(db, first, attempt=2)
+    assert prompts(await line(["1"], script="survey", variables=survey_vars(db, first, old)))[-1] == "goodbye"
+    assert prompts(await line(["1"], script="survey", variables=survey_vars(db, other, latest)))[-1] == "goodbye"
+    assert answered(db, first) is None and answered(db, other) is None
+    clock.advance(hours=2)                             # the key's callback is long over
+    assert prompts(await line(["1"], script="survey", variables=survey_vars(db, first, latest)))[-1] == "goodbye"
+    fresh = callback_key(db, first, attempt=3)
+    await line([""], script="survey", variables=survey_vars(db, first, fresh), hangup_after=3)   # picked up, hung up
+    again = await line(["1"], script="survey", variables=survey_vars(db, first, fresh))
+    assert prompts(again) == ["goodbye"] and answered(db, first) is None   # redeemed once already
+
+
+async def test_the_survey_key_is_not_kept_in_the_call_record(line, db, closeable):
+    number = closeable()
+    key = callback_key(db, number)
+    await line(["1"], script="survey", variables=survey_vars(db, number, key), uniqueid="s-secret")
+    assert key not in str(stored_call(db, "s-secret").ivr) and answered(db, number) == "满意"
 
 
 async def test_outside_agent_hours_callers_are_offered_a_message(settings, db, core):
@@ -213,7 +250,7 @@ async def test_outside_agent_hours_callers_are_offered_a_message(settings, db, c
 
 async def test_a_survey_call_is_recorded_with_the_citizen_and_the_case(line, db, closeable):
     number = closeable()
-    await line(["1"], script="survey", variables=survey_vars(number), caller="12319", uniqueid="s-link")
+    await line(["1"], script="survey", variables=survey_vars(db, number), caller="12319", uniqueid="s-link")
     call = stored_call(db, "s-link")
     with db.session() as s:
         case_id = s.scalar(select(Case.id).where(Case.number == number))
@@ -273,3 +310,23 @@ async def test_a_progress_query_with_missing_prompts_reads_the_case_digits(line,
     digits = "".join(ch for ch in number if ch.isdigit())
     result = await line(["2", digits + "#", ""], check_files=True, uniqueid="u-missing-progress")
     assert result.variables["HOTLINE_CASE"] == number and result.variables["HOTLINE_INTENT"] == "done"
+
+
+@pytest.mark.parametrize("permit,served", [(["10.9.9.9/32"], False), (["127.0.0.0/8"], True)])
+async def test_only_permitted_addresses_may_open_a_fastagi_session(settings, db, core, closeable, permit, served):
+    from ivr.runtime import build_agi_server
+    number = closeable()
+    settings.agi_permit = permit
+    agi = build_agi_server(settings, db, core)
+    server = await agi.start("127.0.0.1", 0)
+    try:
+        peer = AGIPeer("127.0.0.1", server.sockets[0].getsockname()[1], "survey", keys=["3"],
+                       variables=survey_vars(db, number), uniqueid="u-permit")
+        try:
+            commands = len((await asyncio.wait_for(peer.run(), 30)).exchanges)
+        except ConnectionError:    # closed before the environment was read: Asterisk sees a failed AGI
+            commands = 0
+    finally:
+        await agi.close(server)
+    assert (commands > 0) is served and agi.rejected == (0 if served else 1)
+    assert answered(db, number) == ("不满意" if served else None)

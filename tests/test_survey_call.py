@@ -9,7 +9,8 @@ from sqlalchemy import select
 
 from case_bridge.models import Case, CaseEvent, OutboxItem
 from case_bridge.outbox import EffectError
-from ivr.survey_call import SurveyCaller
+from ivr import survey_keys
+from ivr.survey_call import CallbackLink, SurveyCaller
 from tests.support.cases import closed_case
 from tests.support.fake_ami import FakeAMI
 
@@ -23,13 +24,32 @@ async def pbx():
 
 
 @pytest.fixture
-def survey(settings, db, core, people, pbx):
+def link(settings, pbx):
     settings.ami_port, settings.ami_secret = pbx.port, "hotline-secret"
+    shared = CallbackLink(settings.ami_host, pbx.port, settings.ami_username, "hotline-secret")
+    yield shared
+    shared.close()
+
+
+@pytest.fixture
+def survey(settings, db, core, people, pbx, link):
     number = closed_case(db, core, people)
     with db.session() as s:
         row = s.scalar(select(OutboxItem).where(OutboxItem.kind == "survey_call"))
         payload, key = dict(row.payload), row.idempotency_key
-    return SurveyCaller(settings, db), payload, key, number
+    return SurveyCaller(settings, db, link), payload, key, number
+
+
+def next_row(db, attempt: int) -> tuple[dict, str]:
+    with db.session() as s:
+        row = s.scalar(select(OutboxItem).where(OutboxItem.idempotency_key.like(f"survey:%:attempt{attempt}")))
+        return dict(row.payload), row.idempotency_key
+
+
+def survey_sms(db) -> OutboxItem | None:
+    with db.session() as s:
+        return s.scalar(select(OutboxItem).where(OutboxItem.kind == "sms", OutboxItem.payload["template"].as_string()
+                                                 == "survey"))
 
 
 def timeline(db, number) -> list[dict]:
@@ -49,8 +69,72 @@ async def test_an_answered_callback_dials_the_citizen_into_the_survey_flow(surve
     assert result["outcome"] == "answered"
     sent = originates(pbx)[0]
     assert sent["Channel"] == "PJSIP/13800138000@trunk" and sent["Context"] == "hotline-survey"
-    assert sorted(sent["Variable"]) == sorted([f"HOTLINE_CASE={number}", f"HOTLINE_SURVEY_KEY={key}"])
-    assert [m["outcome"] for m in timeline(db, number)] == ["dialling", "answered"]
+    variables = dict(v.split("=", 1) for v in sent["Variable"])
+    assert variables["HOTLINE_CASE"] == number
+    token = variables["HOTLINE_SURVEY_KEY"]        # a fresh single-use key, not the guessable outbox key
+    assert token != key and len(token) >= 20
+    marks = timeline(db, number)
+    assert [m["outcome"] for m in marks] == ["dialling", "answered"]
+    assert marks[0]["key_sha256"] == survey_keys.digest(token) and token not in str(marks)
+
+
+async def test_an_answered_call_without_a_key_pressed_counts_as_an_attempt(survey, pbx, db, settings):
+    caller, payload, key, number = survey
+    settings.survey_call_attempts = 2
+    first = await asyncio.to_thread(caller.attempt, payload, key)   # picked up, no key: nothing recorded
+    assert first["outcome"] == "answered" and first["next_attempt"] == 2
+    second = await asyncio.to_thread(caller.attempt, *next_row(db, 2))
+    assert second["outcome"] == "answered" and second["next_attempt"] == 3 and survey_sms(db) is None
+    last_look = await asyncio.to_thread(caller.attempt, *next_row(db, 3))
+    assert last_look["fallback"] == "sms" and survey_sms(db) is not None
+    assert len(originates(pbx)) == 2                  # the last look dials nobody
+
+
+async def test_a_callback_answered_with_a_key_is_not_repeated(survey, pbx, db, settings):
+    caller, payload, key, number = survey
+    await asyncio.to_thread(caller.attempt, payload, key)
+    with db.session() as s:     # the survey flow recorded the answer during the call
+        s.scalar(select(Case).where(Case.number == number)).satisfaction = "满意"
+    assert "skipped" in await asyncio.to_thread(caller.attempt, *next_row(db, 2))
+    assert len(originates(pbx)) == 1 and survey_sms(db) is None
+
+
+async def test_callbacks_share_one_ami_login(settings, db, core, people, pbx, link):
+    numbers = [closed_case(db, core, people, caller) for caller in ("13800138000", "13900139000", "13700137000")]
+    with db.session() as s:
+        rows = [(dict(r.payload), r.idempotency_key) for r in s.scalars(
+            select(OutboxItem).where(OutboxItem.kind == "survey_call").order_by(OutboxItem.id))]
+    caller = SurveyCaller(settings, db, link)
+    results = await asyncio.gather(*(asyncio.to_thread(caller.attempt, p, k) for p, k in rows))
+    assert [r["outcome"] for r in results] == ["answered"] * 3 and len(numbers) == 3
+    assert pbx.logins == 1 and link.logins == 1 and len(originates(pbx)) == 3
+    await pbx.drop()                                  # the link drops: the next callback logs in again
+    for _ in range(200):
+        if not link.connected:
+            break
+        await asyncio.sleep(0.05)
+    payload, key = next_row(db, 2)
+    assert (await asyncio.to_thread(caller.attempt, payload, key))["outcome"] == "answered"
+    assert pbx.logins == 2
+
+
+def test_callbacks_are_spread_over_slots_the_trunk_can_carry(settings, db, clock):
+    from datetime import datetime, timedelta
+    from case_bridge import outbox
+    from case_bridge.service import callback_slot
+    settings.survey_max_concurrent_calls, settings.survey_ring_seconds = 2, 30   # a slot is 2 minutes
+    night = datetime(2026, 11, 23, 23, 0, tzinfo=settings.zone)
+    starts = []
+    with db.session() as s:
+        for n in range(5):
+            due = callback_slot(s, settings, night)
+            outbox.enqueue(s, "survey_call", {"n": n}, key=f"survey:spread:{n}", due_at=due)
+            starts.append(due.astimezone(settings.zone).strftime("%H:%M"))
+    opening = settings.callback_hours_start.strftime("%H:%M")
+    assert starts[:2] == [opening] * 2 and starts[2] == starts[3] != opening and starts[4] > starts[3]
+    first = datetime.combine(night.date() + timedelta(days=1), settings.callback_hours_start, settings.zone)
+    assert [(datetime.strptime(x, "%H:%M") - datetime.strptime(opening, "%H:%M")).seconds // 60
+            for x in starts] == [0, 0, 2, 2, 4] and first.tzinfo is not None
 
 
 async def test_unanswered_attempts_are_rescheduled_then_the_survey_goes_by_sms(survey, pbx, db, settings):
@@ -59,15 +143,10 @@ async def test_unanswered_attempts_are_rescheduled_then_the_survey_goes_by_sms(s
     pbx.originate_outcome = ["noanswer", "busy"]
     first = await asyncio.to_thread(caller.attempt, payload, key)
     assert first["outcome"] == "no_answer" and first["next_attempt"] == 2
-    with db.session() as s:
-        retry = s.scalar(select(OutboxItem).where(OutboxItem.idempotency_key.like("survey:%:attempt2")))
-        retry_payload, retry_key = dict(retry.payload), retry.idempotency_key
-    second = await asyncio.to_thread(caller.attempt, retry_payload, retry_key)
+    second = await asyncio.to_thread(caller.attempt, *next_row(db, 2))
     assert second["fallback"] == "sms"
-    with db.session() as s:
-        sms = s.scalar(select(OutboxItem).where(OutboxItem.kind == "sms", OutboxItem.payload["template"].as_string()
-                                                == "survey"))
-        assert sms is not None and sms.payload["to"] == "+8613800138000"
+    sms = survey_sms(db)
+    assert sms is not None and sms.payload["to"] == "+8613800138000"
     assert len(originates(pbx)) == 2
 
 

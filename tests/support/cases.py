@@ -26,3 +26,11 @@ def closed_case(db, core, people, caller: str = CALLER) -> str:
                 core.apply_action(s, case, action, people[who], ActionIn(note="ok"))
         assert case.state == "closed"
     return number
+
+
+def callback_key(db, number: str, attempt: int = 1) -> str:
+    """The single-use key of a satisfaction callback placed for the case (as the survey effect mints it)."""
+    from ivr import survey_keys
+    with db.session() as s:
+        case_id = s.scalar(select(Case.id).where(Case.number == number))
+        return survey_keys.issue(s, case_id, f"survey:{case_id}:test", attempt, "test callback")
