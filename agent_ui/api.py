@@ -47,10 +47,12 @@ def _publish(request: Request, topic: str, data: dict) -> None:
                         **BAD_BODY, 401: {}, 403: {}, 409: {}, 422: {}})
 def create_case(data: NewCase, request: Request, response: Response, actor: ActorDep,
                 idempotency_key: Annotated[str | None, Header(max_length=128)] = None) -> CaseOut:
-    """Create a case. Send the same `Idempotency-Key` (header or field) on a retry to get the same case back."""
+    """Create a case. Send the same `Idempotency-Key` (header or field) and the same body on a retry to get
+    the same case back; the key is yours alone, and the same key with another body is refused (422)."""
     require(actor, "case.create")
-    if idempotency_key and not data.idempotency_key:
-        data = data.model_copy(update={"idempotency_key": idempotency_key})
+    key = data.idempotency_key or idempotency_key
+    if key:   # scoped to the user: another user's key never answers with someone else's case
+        data = data.model_copy(update={"idempotency_key": f"api:{actor.user_id or actor.username}:{key}"})
     core = _core(request)
     with request.app.state.db.session() as session:
         result = core.create_case(session, data, actor)

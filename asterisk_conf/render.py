@@ -32,7 +32,7 @@ import jinja2
 import routing
 from hotline.settings import Settings
 
-CONFIG_FILES = ("pjsip.conf", "extensions.conf", "queues.conf", "manager.conf", "musiconhold.conf", "modules.conf")
+CONFIG_FILES = ("asterisk.conf", "pjsip.conf", "extensions.conf", "queues.conf", "manager.conf", "musiconhold.conf", "modules.conf")
 
 INBOUND_CONTEXT = "hotline-inbound"
 TRANSFER_CONTEXT = "hotline-transfer"    # AMI Redirect: Context hotline-transfer, Exten <queue>, Priority 1
@@ -332,6 +332,7 @@ def _context(settings: Settings, plan: QueuePlan) -> dict[str, object]:
         "queue_callswaiting", "queue_holdtime", "queue_minutes", "queue_thankyou", "queue_periodic")}
     return {
         "service_number": service_number,
+        "systemname": settings.asterisk_systemname,
         "agents": agents,
         "trunk": trunk,
         "trunk_endpoint": TRUNK_ENDPOINT,

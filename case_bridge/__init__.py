@@ -14,11 +14,11 @@ from case_bridge.models import Case, CaseEvent, CaseLink, HandlingUnit, OutboxIt
 from case_bridge.outbox import EffectError, PermanentEffectError, register_effect
 from case_bridge.schemas import ActionIn, CaseOut, NewCase
 from case_bridge.seed import seed_units
-from case_bridge.service import CaseCore, CaseInputError, CaseNotFound, CreateResult
+from case_bridge.service import CaseCore, CaseInputError, CaseNotFound, CreateResult, IdempotencyConflict
 from case_bridge.workflow import OPEN_STATES, STATES, TRANSITIONS, WorkflowError
 
 __all__ = [
-    "ActionIn", "Case", "CaseCore", "CaseEvent", "CaseInputError", "CaseLink", "CaseNotFound", "CaseOut",
+    "ActionIn", "Case", "CaseCore", "CaseEvent", "CaseInputError", "IdempotencyConflict", "CaseLink", "CaseNotFound", "CaseOut",
     "Catalogue", "CatalogueError", "Category", "CreateResult", "EffectError", "HandlingUnit", "KPI_LABELS",
     "KpiRow", "NewCase", "OPEN_STATES", "OutboxItem", "PermanentEffectError", "STATES", "TRANSITIONS", "WorkflowError",
     "kpi_report", "load_catalogue", "outbox", "register_effect", "seed_units",

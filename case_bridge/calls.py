@@ -3,8 +3,8 @@
 A call is keyed by Asterisk's uniqueid. Its facts arrive from two sides in any order — the
 FastAGI flow (what the caller pressed) and the AMI client (queue, agent, times, hangup,
 recording) — so `record_call` merges: it only sets what it is given, and IVR choices
-accumulate. The case created from a call carries the uniqueid as its idempotency key, which
-is how the two are linked whichever comes first.
+accumulate. The cases reported on a call carry its uniqueid (`Case.call_uniqueid`), which is
+how the two are linked whichever comes first; one call may bring several cases.
 """
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import wave
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -49,16 +49,16 @@ def record_call(session: Session, uniqueid: str, ivr: dict[str, Any] | None = No
     if case_id is not None:
         call.case_id = case_id
     if call.case_id is None:
-        call.case_id = session.scalar(select(Case.id).where(Case.idempotency_key == uniqueid))
+        call.case_id = session.scalar(select(Case.id).where(Case.call_uniqueid == uniqueid).order_by(Case.id).limit(1))
     call.updated_at = utcnow()
     session.flush()
     return call
 
 
 def link_case(session: Session, case: Case) -> None:
-    """Link the call whose uniqueid is this case's idempotency key (if it is already recorded)."""
-    if case.idempotency_key:
-        session.execute(update(Call).where(Call.uniqueid == case.idempotency_key, Call.case_id.is_(None))
+    """Make the case the call's first case, if the call is recorded and has none yet."""
+    if case.call_uniqueid:
+        session.execute(update(Call).where(Call.uniqueid == case.call_uniqueid, Call.case_id.is_(None))
                         .values(case_id=case.id))
 
 
@@ -89,4 +89,7 @@ def recording_facts(path: str, spool_dir: Path, quiet: bool = False,
 
 
 def calls_of_case(session: Session, case_id: int) -> list[Call]:
-    return list(session.scalars(select(Call).where(Call.case_id == case_id).order_by(Call.id)))
+    """The call the case was reported on and the calls about it (survey callbacks)."""
+    reported_on = select(Case.call_uniqueid).where(Case.id == case_id).scalar_subquery()
+    return list(session.scalars(select(Call).where(or_(Call.case_id == case_id, Call.uniqueid == reported_on))
+                                .order_by(Call.id)))

@@ -35,7 +35,9 @@ class Case(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     number: Mapped[str] = mapped_column(String(24), unique=True)  # 案卷号, e.g. E01022026112100001
-    idempotency_key: Mapped[str | None] = mapped_column(String(128), unique=True)
+    idempotency_key: Mapped[str | None] = mapped_column(String(200), unique=True)
+    request_hash: Mapped[str | None] = mapped_column(String(64))  # of the request the key was first used for
+    call_uniqueid: Mapped[str | None] = mapped_column(String(64), index=True)  # the call it was reported on
     channel: Mapped[str] = mapped_column(String(10))        # phone | sms | web | open311
     request_type: Mapped[str] = mapped_column(String(4))    # 投诉 咨询 建议 求助 表扬
     urgency: Mapped[str] = mapped_column(String(4), default="一般")
@@ -175,7 +177,9 @@ class AddressEvidence(Base):
 
 class Call(Base):
     """One telephone call (inbound to 12319 or an outbound satisfaction callback), keyed by
-    Asterisk's uniqueid, which is also the idempotency key of the case created from it."""
+    Asterisk's uniqueid. The cases reported on it carry that uniqueid (`Case.call_uniqueid`;
+    `case_id` is the first of them, or the case a callback is about). A voicemail left on it is
+    a work item for the agents (`message_state` open → converted | merged | dismissed)."""
 
     __tablename__ = "calls"
 
@@ -205,6 +209,10 @@ class Call(Base):
     recording_seconds: Mapped[float | None]
     case_id: Mapped[int | None] = mapped_column(ForeignKey("cases.id"), index=True)
     ivr: Mapped[dict] = mapped_column(default=dict)           # keys pressed and what they meant
+    message_state: Mapped[str | None] = mapped_column(String(10), index=True)
+    message_note: Mapped[str | None] = mapped_column(String(200))
+    message_handled_by: Mapped[str | None] = mapped_column(String(64))
+    message_handled_at: Mapped[datetime | None]
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 

@@ -38,6 +38,9 @@ class NewCase(BaseModel):
                                                "confidence, and place_confirmed is a person's word for the district")
     place_confirmed: bool = Field(False, description="the agent confirmed district_code for this address (the router learns it)")
     idempotency_key: str | None = Field(None, min_length=1, max_length=128, pattern=NO_NUL)
+    call_uniqueid: str | None = Field(None, min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._-]+$",
+                                      description="Asterisk's uniqueid of the call the report came in on "
+                                                  "(several cases may name one call)")
     file: bool = Field(True, description="立案 at once when the case has a category")
     answer: str | None = Field(None, max_length=2000, description="a consultation answered on the call: closes at intake")
 

@@ -2,6 +2,8 @@
 transaction, and writes its timeline rows and outbox rows in that same transaction."""
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Callable
@@ -29,6 +31,16 @@ class CaseInputError(ValueError):
     """The input cannot become a case; the message says what to correct."""
 
 
+class IdempotencyConflict(CaseInputError):
+    """The idempotency key was used before for a different request."""
+
+
+def request_digest(data: NewCase) -> str:
+    """SHA-256 of what a create request asks for (its key aside): a retry has the same digest."""
+    body = json.dumps(data.model_dump(mode="json", exclude={"idempotency_key"}), sort_keys=True, ensure_ascii=False)
+    return hashlib.sha256(body.encode()).hexdigest()
+
+
 class CaseNotFound(LookupError):
     """No such case, or not one this viewer may see (the answer is the same)."""
 
@@ -54,11 +66,22 @@ class CaseCore:
         self.limits = limits or load_time_limits(self.calendar, settings.time_limits_file)
 
     # ------------------------------------------------------------------ create
+    @staticmethod
+    def _repeated(existing: Case, digest: str) -> CreateResult:
+        if existing.request_hash is not None and existing.request_hash != digest:
+            raise IdempotencyConflict(
+                f"this idempotency key was already used for case {existing.number} with a different request: "
+                "a retry must repeat the request exactly; a new report needs a new key")
+        return CreateResult(existing, created=False)
+
     def create_case(self, session: Session, data: NewCase, actor: Actor = SYSTEM) -> CreateResult:
+        """A new case; with an idempotency key seen before, the case made then (when the request is
+        the same) or IdempotencyConflict (when it is not: a different report must not vanish)."""
+        digest = request_digest(data)
         if data.idempotency_key:
             existing = session.scalar(select(Case).where(Case.idempotency_key == data.idempotency_key))
             if existing is not None:
-                return CreateResult(existing, created=False)
+                return self._repeated(existing, digest)
         self._validate(session, data)
         now = self.now()
         phone = None
@@ -70,6 +93,7 @@ class CaseCore:
         number = next_case_number(session, data.category_key, now.astimezone(self.settings.zone).date())
         case = Case(
             number=number, idempotency_key=data.idempotency_key, channel=data.channel,
+            request_hash=digest if data.idempotency_key else None, call_uniqueid=data.call_uniqueid,
             request_type=data.request_type, urgency=data.urgency, category_key=data.category_key,
             description=data.description, caller_phone=phone.e164 if phone else None,
             caller_name=data.caller_name, address_text=data.address_text,
@@ -88,9 +112,9 @@ class CaseCore:
             if data.idempotency_key:  # a concurrent create with the same key won the race
                 existing = session.scalar(select(Case).where(Case.idempotency_key == data.idempotency_key))
                 if existing is not None:
-                    return CreateResult(existing, created=False)
+                    return self._repeated(existing, digest)
             raise
-        if data.channel == "phone":
+        if data.call_uniqueid:
             calls.link_case(session, case)
         self._event(session, case, actor, "create", None, "intake", note="",
                     data={"channel": data.channel, "request_type": data.request_type, "placement": placed,

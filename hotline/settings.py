@@ -102,6 +102,8 @@ class Settings(BaseSettings):
     ami_reconnect_max_seconds: float = Field(30.0, gt=0)
     ami_permit: str = "127.0.0.1/255.255.255.255"  # manager.conf permit for our AMI user
     # the PBX side of the configuration rendered by `hotline asterisk-config`
+    # asterisk.conf systemname: the prefix of this server's uniqueids (unique per Asterisk server of the hotline)
+    asterisk_systemname: str = Field("hotline1", pattern=r"^[A-Za-z0-9_]{1,32}$")
     asterisk_spool_dir: Path = Path("/var/spool/asterisk/monitor")  # MixMonitor writes <yyyy>/<mm>/<dd>/<uniqueid>.wav
     prompts_dir: Path | None = None            # built prompts; default data_dir/prompts
     studio_prompts_dir: Path | None = None     # recorded studio files <id>.wav, used before synthesised ones

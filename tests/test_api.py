@@ -47,6 +47,11 @@ def test_create_read_act_and_events_on_the_bus(client, people, bus):
     r = client.post(f"/api/v1/cases/{n}/actions/accept", json={}, headers=people.auth("futian1"))
     assert r.status_code == 200 and r.json()["state"] == "in_progress"
     assert seen == [("case.created", n, "dispatched"), ("case.accept", n, "in_progress")]
+    other = client.post("/api/v1/cases", json={**CASE, "description": "另一件事：路灯不亮"},
+                        headers={**people.auth("agent1"), "Idempotency-Key": "call-1"})
+    assert other.status_code == 422 and n in other.json()["detail"]
+    colleague = client.post("/api/v1/cases", json=CASE, headers={**people.auth("super1"), "Idempotency-Key": "call-1"})
+    assert colleague.status_code == 201 and colleague.json()["number"] != n   # keys are per user
 
 
 @pytest.mark.parametrize("who, action, body, status, words", [

@@ -202,7 +202,7 @@ def prompt_id(settings_, path: str) -> str:
 # ------------------------------------------------------------------------------ the tests
 def test_every_file_renders_and_parses():
     s, files = rendered()
-    assert set(files) == set(CONFIG_FILES) == {"pjsip.conf", "extensions.conf", "queues.conf", "manager.conf",
+    assert set(files) == set(CONFIG_FILES) == {"asterisk.conf", "pjsip.conf", "extensions.conf", "queues.conf", "manager.conf",
                                                 "musiconhold.conf", "modules.conf"}
     for name, text in files.items():
         assert "{{" not in text and "{%" not in text, name
@@ -580,3 +580,11 @@ def test_write_config_writes_every_file(tmp_path):
         assert path.parent == out and path.read_text("utf-8") == expected[path.name]
         assert stat.S_IMODE(path.stat().st_mode) == 0o640
     assert sorted(p.name for p in out.iterdir()) == sorted(CONFIG_FILES)    # no temporary files left
+
+
+def test_each_asterisk_server_names_its_uniqueids():
+    _, files = rendered(asterisk_systemname="szcc2")
+    options = by_name(parse_conf(files["asterisk.conf"]))["options"][0]
+    assert options.one("systemname") == "szcc2"
+    with pytest.raises(Exception, match="asterisk_systemname"):
+        rendered(asterisk_systemname="two words")

@@ -9,7 +9,8 @@ import pytest
 from sqlalchemy import func, select, text
 from sqlalchemy.exc import DBAPIError
 
-from case_bridge import ActionIn, Case, CaseEvent, CaseInputError, CaseLink, HandlingUnit, NewCase, OutboxItem, WorkflowError
+from case_bridge import (ActionIn, Case, CaseEvent, CaseInputError, CaseLink, HandlingUnit, IdempotencyConflict,
+                         NewCase, OutboxItem, WorkflowError)
 from hotline.accounts import SYSTEM
 from tests.support.threads import run_concurrently
 
@@ -64,11 +65,21 @@ def test_numbers_unique_under_concurrent_creation(db, core, people):
 
 def test_idempotent_create_returns_the_existing_case(db, core, people):
     first, r1 = create(db, core, people["agent1"], idempotency_key="call-1700000000.42")
-    again, r2 = create(db, core, people["agent1"], idempotency_key="call-1700000000.42", description="重试")
+    again, r2 = create(db, core, people["agent1"], idempotency_key="call-1700000000.42")
     assert r1.created and not r2.created and first == again
     with db.session() as s:
         assert s.scalar(select(func.count()).select_from(Case)) == 1
         assert s.scalar(select(func.count()).select_from(OutboxItem)) == 1  # one receipt, not two
+
+
+@pytest.mark.parametrize("change", [{"description": "另一处：路灯不亮"}, {"category_key": "C0101"},
+                                    {"caller_phone": "13900139000"}])
+def test_a_reused_key_with_a_different_request_is_refused_not_swallowed(db, core, people, change):
+    first, _ = create(db, core, people["agent1"], idempotency_key="k-1")
+    with pytest.raises(IdempotencyConflict, match=first):
+        create(db, core, people["agent1"], idempotency_key="k-1", **change)
+    with db.session() as s:
+        assert s.scalar(select(func.count()).select_from(Case)) == 1
 
 
 def test_concurrent_retries_with_one_key_make_one_case(db, core, people):

@@ -29,7 +29,7 @@ def test_a_simulated_call_is_linked_to_the_case_created_from_it():
     client = TestClient(create_app())
     made = client.post(
         "/api/v1/cases", headers={"Authorization": f"Bearer {key}", "Idempotency-Key": uniqueid},
-        json={"description": "井盖丢失", "category_key": "C0114", "channel": "phone", "caller_phone": "13800138000",
+        json={"call_uniqueid": uniqueid, "description": "井盖丢失", "category_key": "C0114", "channel": "phone", "caller_phone": "13800138000",
               "address_text": "福田区深南中路"})
     assert made.status_code == 201, made.text
     shown = hotline("case", "show", made.json()["number"])
@@ -59,7 +59,7 @@ def test_asterisk_config_and_prompts_build(tmp_path):
     out = hotline("asterisk-config", "--out", str(tmp_path / "etc"), "--agent-passwords")
     assert out.returncode == 0, out.stderr
     assert sorted(p.name for p in (tmp_path / "etc").iterdir()) == [
-        "extensions.conf", "manager.conf", "modules.conf", "musiconhold.conf", "pjsip.conf", "queues.conf"]
+        "asterisk.conf", "extensions.conf", "manager.conf", "modules.conf", "musiconhold.conf", "pjsip.conf", "queues.conf"]
     assert "change-me" in out.stderr          # the default secrets are called out
     assert "agent 1001: SIP user 1001, password" in out.stdout
     bad = hotline("asterisk-config", "--out", str(tmp_path / "bad"), env={"HOTLINE_CITY_QUEUE": "x]\n[evil"})

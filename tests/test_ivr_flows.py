@@ -146,13 +146,19 @@ async def test_a_caller_hanging_up_midway_keeps_what_was_learned(line, db, idle)
     assert line.server.sessions == 2
 
 
-async def test_the_case_created_from_a_call_is_linked_to_it(line, db, core):
+async def test_the_cases_reported_on_a_call_are_linked_to_it(line, db, core):
+    from case_bridge.calls import calls_of_case
     await line(["1"], uniqueid="1795240999.7")
-    with db.session() as s:
-        case = core.create_case(s, NewCase(description="占道经营", caller_phone=CALLER, channel="phone", category_key="E0101",
-                                           idempotency_key="1795240999.7")).case
-        case_id = case.id
-    assert stored_call(db, "1795240999.7").case_id == case_id
+    with db.session() as s:     # one caller, two problems, one call
+        first = core.create_case(s, NewCase(description="占道经营", caller_phone=CALLER, channel="phone",
+                                            category_key="E0101", call_uniqueid="1795240999.7")).case
+        second = core.create_case(s, NewCase(description="井盖缺失", caller_phone=CALLER, channel="phone",
+                                             category_key="C0102", call_uniqueid="1795240999.7")).case
+        assert first.number != second.number
+        linked = [[c.uniqueid for c in calls_of_case(s, case.id)] for case in (first, second)]
+        first_id = first.id
+    assert linked == [["1795240999.7"], ["1795240999.7"]]
+    assert stored_call(db, "1795240999.7").case_id == first_id
 
 
 @pytest.fixture

@@ -225,9 +225,11 @@ def test_nothing_is_stored_when_a_post_is_refused(client, key, db):
 def test_idempotency_key_gives_the_same_request_back(client, key, db):
     first = post_request(client, key, idempotency_key="ext-42")
     number = assert_created(first)
-    second = post_request(client, key, idempotency_key="ext-42", description="重发")
+    second = post_request(client, key, idempotency_key="ext-42")
     assert second.status_code == 200, second.text
     assert second.json()[0]["service_request_id"] == number
+    changed = post_request(client, key, idempotency_key="ext-42", description="另一件事")
+    assert changed.status_code == 400 and number in changed.text and "different request" in changed.text
     other = assert_created(post_request(client, key, idempotency_key="ext-43"))
     assert other != number
     with db.session() as s:
