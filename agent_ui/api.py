@@ -17,10 +17,12 @@ from fastapi import (
     Request,
     Response,
 )
+from fastapi.responses import FileResponse
+from pydantic import BaseModel, Field
 from sqlalchemy import select
 
 from agent_ui.auth import api_actor
-from case_bridge import ActionIn, CaseCore, CaseOut, HandlingUnit, NewCase, kpi_report
+from case_bridge import ActionIn, CaseCore, CaseOut, HandlingUnit, NewCase, kpi_report, voicemail
 from case_bridge.authz import require
 from case_bridge.duplicates import dismiss
 from case_bridge.schemas import NO_NUL
@@ -232,3 +234,76 @@ def sms_merge(request: Request, actor: ActorDep, item_id: ItemId,
         except sms_work.WorkItemError as exc:
             raise HTTPException(404, str(exc)) from None
         return core.to_out(session, case, actor)
+
+
+# ------------------------------------------------------------------------------ voicemail
+Uniqueid = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._-]+$")]
+
+
+class DismissIn(BaseModel):
+    reason: str = Field(..., min_length=1, max_length=200, pattern=NO_NUL)
+
+
+@router.get("/voicemail", tags=["voicemail"], responses={401: {}, 403: {}})
+def voicemail_list(request: Request, actor: ActorDep) -> list[dict]:
+    """Messages left after hours or when no agent answered, waiting for an agent, oldest first."""
+    require(actor, "voicemail.read")
+    with request.app.state.db.session() as session:
+        return voicemail.open_messages(session, request.app.state.settings.asterisk_spool_dir)
+
+
+@router.get("/voicemail/{uniqueid}/audio", tags=["voicemail"], response_class=FileResponse,
+            responses={401: {}, 403: {}, 404: {}})
+def voicemail_audio(request: Request, actor: ActorDep, uniqueid: Uniqueid) -> FileResponse:
+    """The message's sound file (WAV), for the roles that work the list."""
+    require(actor, "voicemail.read")
+    with request.app.state.db.session() as session:
+        try:
+            path = voicemail.message_file(session, uniqueid, request.app.state.settings.asterisk_spool_dir)
+        except voicemail.MessageNotOpen as exc:
+            raise HTTPException(404, str(exc)) from None
+    return FileResponse(path, media_type="audio/wav", headers={"Cache-Control": "private, no-store"})
+
+
+@router.post("/voicemail/{uniqueid}/case", tags=["voicemail"], response_model=CaseOut, status_code=201,
+             responses={**BAD_BODY, 401: {}, 403: {}, 404: {}, 422: {}})
+def voicemail_to_case(request: Request, actor: ActorDep, uniqueid: Uniqueid, data: NewCase) -> CaseOut:
+    """Make a case of the message (channel phone, the caller's number, linked to the call)."""
+    require(actor, "voicemail.work")
+    core = _core(request)
+    with request.app.state.db.session() as session:
+        try:
+            case = voicemail.convert(session, core, uniqueid, actor, data)
+        except voicemail.MessageNotOpen as exc:
+            raise HTTPException(404, str(exc)) from None
+        return core.to_out(session, case, actor)
+
+
+@router.post("/voicemail/{uniqueid}/merge/{number}", tags=["voicemail"], response_model=CaseOut,
+             responses={401: {}, 403: {}, 404: {}, 409: {}})
+def voicemail_merge(request: Request, actor: ActorDep, uniqueid: Uniqueid,
+                    number: Annotated[str, Path(max_length=24, pattern=NO_NUL)]) -> CaseOut:
+    """The message is about an open case: it joins that case's timeline."""
+    require(actor, "voicemail.work")
+    core = _core(request)
+    with request.app.state.db.session() as session:
+        try:
+            case = voicemail.merge(session, core, uniqueid, number, actor)
+        except voicemail.MessageNotOpen as exc:
+            raise HTTPException(404, str(exc)) from None
+        return core.to_out(session, case, actor)
+
+
+@router.post("/voicemail/{uniqueid}/dismiss", tags=["voicemail"], status_code=204,
+             responses={**BAD_BODY, 401: {}, 403: {}, 404: {}, 422: {}})
+def voicemail_dismiss(request: Request, actor: ActorDep, uniqueid: Uniqueid, body: DismissIn) -> Response:
+    """Nothing to do (a silent or mistaken message): closed with the reason."""
+    require(actor, "voicemail.work")
+    with request.app.state.db.session() as session:
+        try:
+            voicemail.dismiss(session, uniqueid, actor, body.reason)
+        except voicemail.MessageNotOpen as exc:
+            raise HTTPException(404, str(exc)) from None
+        except ValueError as exc:
+            raise HTTPException(422, str(exc)) from None
+    return Response(status_code=204)

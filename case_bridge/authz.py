@@ -25,6 +25,8 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "telephony.read": STAFF,
     "sms.read": STAFF,
     "sms.work": frozenset({"agent", "dispatcher", "supervisor"}),
+    "voicemail.read": frozenset({"agent", "dispatcher", "supervisor"}),   # hears the caller's voice
+    "voicemail.work": frozenset({"agent", "dispatcher", "supervisor"}),
     "survey.answer": frozenset({"system"}),   # only the IVR's survey flow, with the callback's key
 }
 

@@ -46,6 +46,8 @@ def record_call(session: Session, uniqueid: str, ivr: dict[str, Any] | None = No
             setattr(call, name, value)
     if ivr:
         call.ivr = {**(call.ivr or {}), **ivr}
+        if ivr.get("voicemail") and call.message_state is None:
+            call.message_state = "open"    # a message for the agents' list (case_bridge.voicemail)
     if case_id is not None:
         call.case_id = case_id
     if call.case_id is None:
