@@ -27,6 +27,7 @@ from case_bridge.authz import require
 from case_bridge.duplicates import dismiss
 from case_bridge.schemas import NO_NUL
 from hotline.accounts import Actor
+from ivr.ami import AMIError, AMINotConnected
 from sms import inbox as sms_work
 
 router = APIRouter(prefix="/api/v1")
@@ -92,7 +93,7 @@ def get_case(number: CaseNumber, request: Request, actor: ActorDep) -> CaseOut:
 
 ACTIONS = Literal["file", "answer", "dispatch", "accept", "return", "report_result", "verify", "reject_result",
                   "close", "record_satisfaction", "reopen", "request_extension", "approve_extension",
-                  "reject_extension", "suspend", "resume", "void", "urge"]
+                  "reject_extension", "suspend", "resume", "void", "urge", "relocate"]
 
 
 @router.post("/cases/{number}/actions/{action}", tags=["cases"], response_model=CaseOut,
@@ -186,6 +187,60 @@ def telephony(request: Request, actor: ActorDep) -> dict:
         return {"running": False}
     board = service.ami.state.wallboard() if service.ami is not None else {}
     return {"running": True, **service.status(), "wallboard": board}
+
+
+class TransferIn(BaseModel):
+    district_code: str = Field(..., pattern=r"^\d{6}$")
+
+
+class PauseIn(BaseModel):
+    paused: bool
+    reason: str = Field("", max_length=40, pattern=r"^[^\x00-\x1f]*$")
+
+
+def _live(request: Request):
+    """This process's telephony, with its AMI link (503 when it has none: `hotline web` alone)."""
+    service = getattr(request.app.state, "telephony", None)
+    if service is None or service.ami is None:
+        raise HTTPException(503, "this process has no link to the PBX (run `hotline run`, or `hotline ami` beside it)")
+    return service
+
+
+@router.post("/telephony/calls/{uniqueid}/transfer", tags=["telephony"],
+             responses={401: {}, 403: {}, 409: {}, 422: {}, 503: {}})
+def transfer_call(request: Request, actor: ActorDep, uniqueid: Annotated[str, Path(max_length=64,
+                  pattern=r"^[A-Za-z0-9._-]+$")], body: TransferIn) -> dict:
+    """Move a live caller to the district's queue (AMI Redirect). Refused at once (409) if the call is
+    gone or the district has no transfer queue: a live call is not retried later."""
+    require(actor, "call.control")
+    service = _live(request)
+    try:
+        queue = from_thread.run(service.transfer_to_district, uniqueid, body.district_code)
+    except AMIError as exc:
+        raise HTTPException(409, str(exc)) from None
+    _publish(request, "call.transfer_requested", {"uniqueid": uniqueid, "queue": queue, "by": actor.username})
+    return {"uniqueid": uniqueid, "queue": queue}
+
+
+@router.post("/telephony/agents/{extension}/pause", tags=["telephony"],
+             responses={401: {}, 403: {}, 404: {}, 503: {}})
+def pause_agent(request: Request, actor: ActorDep, extension: Annotated[str, Path(pattern=r"^\d{3,8}$")],
+                body: PauseIn) -> dict:
+    """Pause (示忙) or unpause (示闲) an agent phone in all its queues. If the PBX link is down the wish
+    is kept and applied when it is back (`kept`: true)."""
+    require(actor, "agent.pause")
+    if extension not in request.app.state.settings.agent_extensions:
+        raise HTTPException(404, f"{extension} is not an agent extension of this hotline")
+    service = _live(request)
+    interface = f"PJSIP/{extension}"
+    try:
+        from_thread.run(service.ami.queue_pause, interface, body.paused, body.reason)
+        kept = False
+    except AMINotConnected:
+        kept = True
+    except AMIError as exc:
+        raise HTTPException(409, str(exc)) from None
+    return {"interface": interface, "paused": body.paused, "kept": kept}
 
 
 ItemId = Annotated[int, Path(ge=1, le=2**31 - 1)]

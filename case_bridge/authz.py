@@ -23,6 +23,8 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "place.locate": frozenset({"agent", "dispatcher", "supervisor", "admin"}),
     "kpi.read": frozenset({"supervisor", "admin", "dispatcher"}),
     "telephony.read": STAFF,
+    "call.control": frozenset({"agent", "dispatcher", "supervisor"}),   # transfer a live caller
+    "agent.pause": frozenset({"agent", "supervisor"}),                  # 示忙 / 示闲 (an agent's seat, or any)
     "sms.read": STAFF,
     "sms.work": frozenset({"agent", "dispatcher", "supervisor"}),
     "voicemail.read": frozenset({"agent", "dispatcher", "supervisor"}),   # hears the caller's voice

@@ -1,7 +1,8 @@
 """The event bus: parts publish what happened; others react without being imported.
 
-`InProcessBus` serves the embedded default (one asyncio process). A Redis-backed bus
-with the same interface serves multi-process sites.
+`InProcessBus` serves the embedded default (one asyncio process). With the services run
+apart (scale mode) events do not cross processes yet: a bus between processes with this
+interface is planned (issue 15).
 """
 from __future__ import annotations
 

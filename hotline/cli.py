@@ -427,7 +427,8 @@ def build_parser() -> argparse.ArgumentParser:
     users = users_p.add_subparsers(dest="users_cmd", required=True)
     add = users.add_parser("add")
     add.add_argument("username")
-    add.add_argument("--role", required=True, choices=["agent", "dispatcher", "district", "supervisor", "admin"])
+    add.add_argument("--role", required=True, choices=["agent", "dispatcher", "district", "supervisor", "admin", "client"],
+                     help="client: an outside system (Open311) that sees only what it submitted")
     add.add_argument("--unit", help="handling unit code (district users)")
     add.add_argument("--name")
     add.add_argument("--password-stdin", action="store_true")

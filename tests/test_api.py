@@ -134,3 +134,13 @@ def test_a_clients_confidence_does_not_dispatch_a_case(client, people):
     assert r.status_code == 201 and r.json()["state"] == "filed"      # waits for the dispatcher
     sure = client.post("/api/v1/cases", json={**data, "place_confirmed": True}, headers=people.auth("agent1"))
     assert sure.json()["state"] == "dispatched"
+
+
+def test_a_dispatcher_relocates_a_case_through_the_api(client, people):
+    body = {**CASE, "district_code": None, "place_confirmed": False, "address_text": "不知道在哪里"}
+    made = client.post("/api/v1/cases", json=body, headers=people.auth("agent1")).json()
+    assert made["state"] in ("intake", "filed") and "relocate" in made["allowed_actions"]
+    moved = client.post(f"/api/v1/cases/{made['number']}/actions/relocate", headers=people.auth("disp1"),
+                        json={"district_code": "440304", "address_text": "福田区福华路"})
+    assert moved.status_code == 200, moved.text
+    assert moved.json()["timeline"][-1]["action"] == "relocate"
