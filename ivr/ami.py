@@ -17,7 +17,8 @@
 Also: the login reply is checked (a wrong secret is reported as such), event names are
 matched case-sensitively, a Ping with a timeout detects a dead link, reconnects back off,
 and after every login the state is rebuilt from QueueStatus and CoreShowChannels because
-AMI does not replay what happened while we were away.
+AMI does not replay what happened while we were away; the events that arrive while those
+lists are fetched are applied after them.
 """
 from __future__ import annotations
 
@@ -430,14 +431,16 @@ class AMIClient(Manager):
         return reply[1:-1] if isinstance(reply, list) else []
 
     async def resync(self) -> None:
-        """Rebuild queues, members and live calls from Asterisk after a (re)connect."""
-        queue_items = await self.queue_status()
-        channel_items = await self.core_show_channels()
+        """Rebuild queues, members and live calls from Asterisk after a (re)connect. The live events
+        that arrive while the lists are fetched are newer than the lists: the state holds them back
+        and applies them after the lists (see ivr.ami_state)."""
         self.state.begin_resync()
-        notices: list[Notice] = []
-        for item in queue_items + channel_items:
-            notices += self._apply(item)
-        notices += self.state.end_resync()
+        try:
+            items = await self.queue_status() + await self.core_show_channels()
+        except BaseException:
+            self._notify(self.state.end_resync(None, self._apply))
+            raise
+        notices = self.state.end_resync(items, self._apply)
         notices.append(("pbx.resync", self.state.wallboard()))
         self._notify(notices)
 

@@ -9,19 +9,30 @@ event stream. Facts seen on Asterisk 22 that this relies on:
 - `QueueCallerLeave` comes *before* `AgentConnect`; their HoldTime/RingTime are seconds,
   while `AgentRingNoAnswer`'s RingTime is milliseconds;
 - the recording path is only in `VarSet MIXMONITOR_FILENAME` (no `MixMonitorStop` on hangup);
-- `Hangup` and `Cdr` for one channel come in either order.
+- `Hangup` and `Cdr` for one channel come in either order;
+- list items (`CoreShowChannel`, `QueueMember`) have no Timestamp; a channel's `Duration` is `HH:MM:SS`.
+
+Resync after a (re)connect: `begin_resync` before QueueStatus and CoreShowChannels are sent, then
+`end_resync(items)` with their items. Live events in between are held back and applied after the
+lists, because they are newer (a caller joining, a Hangup of a listed channel); recent hang-ups are
+kept as tombstones so that a list still showing such a channel does not bring the call back.
 """
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field, fields
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone, tzinfo
 from typing import Any, Callable, Mapping
 
 from hotline import clock
 
 Notice = tuple[str, dict[str, Any]]
 TRANSFER_CONTEXT = "hotline-transfer"   # where AMI Redirect puts a live caller (asterisk_conf)
+# a caller leg in one of these contexts has passed the MixMonitor of hotline-inbound (asterisk_conf)
+RECORDED_CONTEXTS = {"hotline-inbound", TRANSFER_CONTEXT, "hotline-voicemail"}
+# a hung-up channel that a list still shows is not brought back for this long, for this many channels
+TOMBSTONE_SECONDS = 120.0
+TOMBSTONE_LIMIT = 1000
 
 MEMBER_STATUS = {"0": "unknown", "1": "idle", "2": "in_use", "3": "busy", "4": "invalid",
                  "5": "unavailable", "6": "ringing", "7": "ring_in_use", "8": "on_hold"}
@@ -33,6 +44,23 @@ def _time(event: Mapping[str, Any]) -> datetime:
         return datetime.fromtimestamp(float(stamp), timezone.utc)
     except (TypeError, ValueError):
         return clock.now()
+
+
+def _elapsed(duration: Any) -> timedelta:
+    """CoreShowChannel's `Duration: HH:MM:SS` (hours can pass 24); zero when absent."""
+    try:
+        hours, minutes, seconds = (int(part) for part in str(duration).split(":"))
+    except ValueError:
+        return timedelta(0)
+    return timedelta(hours=hours, minutes=minutes, seconds=seconds)
+
+
+def recording_path_for(uniqueid: str, started_at: datetime, zone: tzinfo | None = None) -> str:
+    """The call recording's path under the spool as hotline-inbound names it:
+    `Set(HOTLINE_REC=${STRFTIME(${EPOCH},,%Y/%m/%d)}/${UNIQUEID}.wav)`, i.e. the date in the PBX's
+    time zone (`zone`; None: this host's). EPOCH is read just after Answer, so a call that starts in
+    the last seconds before midnight may be filed under the next day."""
+    return f"{started_at.astimezone(zone):%Y/%m/%d}/{uniqueid}.wav"
 
 
 def _num(value: Any, scale: float = 1.0) -> float | None:
@@ -122,11 +150,14 @@ class QueueState:
 
 
 class CallCentreState:
-    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, clock: Callable[[], float] = time.time, zone: tzinfo | None = None) -> None:
         self.calls: dict[str, LiveCall] = {}      # caller legs, by uniqueid
         self.channels: dict[str, str] = {}        # every live channel name → its uniqueid
         self.queues: dict[str, QueueState] = {}
-        self.clock = clock
+        self.clock = clock                        # for tombstones
+        self.zone = zone                          # the PBX's time zone, for recording paths
+        self._held: list[Mapping[str, Any]] | None = None   # live events during a resync
+        self._tombstones: dict[str, float] = {}   # uniqueid → clock() at its Hangup, oldest first
         self.events_seen = 0
         self.unknown_events = 0
         self._handlers: dict[str, Callable[[Mapping[str, Any]], list[Notice]]] = {
@@ -136,12 +167,15 @@ class CallCentreState:
             "AgentRingNoAnswer": self._ring_no_answer, "Hangup": self._hangup,
             "QueueMemberStatus": self._member, "QueueMemberAdded": self._member, "QueueMember": self._member,
             "QueueMemberPause": self._member, "QueueMemberRemoved": self._member_removed,
-            "QueueParams": self._params, "QueueEntry": self._entry, "CoreShowChannel": self._newchannel,
+            "QueueParams": self._params, "QueueEntry": self._entry, "CoreShowChannel": self._listed_channel,
             "UserEvent": self._user_event, "Cdr": self._cdr,
         }
 
     # ----------------------------------------------------------------------------- entry
     def apply(self, event: Mapping[str, Any]) -> list[Notice]:
+        if self._held is not None:
+            self._held.append(event)
+            return []
         self.events_seen += 1
         handler = self._handlers.get(event.get("Event", ""))
         if handler is None:
@@ -156,23 +190,51 @@ class CallCentreState:
         return q
 
     def begin_resync(self) -> None:
-        """Before replaying QueueStatus/CoreShowChannels: forget what may have changed unseen."""
-        for q in self.queues.values():
-            q.members.clear()
-            q.waiting.clear()
-        self._resync_channels: set[str] = set()
+        """Before QueueStatus and CoreShowChannels are sent: hold live events back from here on."""
+        self._held = []
 
-    def end_resync(self) -> list[Notice]:
-        """Calls that ended while we were disconnected: we saw no Hangup for them."""
-        alive = getattr(self, "_resync_channels", set())
+    def end_resync(self, items: list[Mapping[str, Any]] | None,
+                   apply: Callable[[Mapping[str, Any]], list[Notice]] | None = None) -> list[Notice]:
+        """Rebuild queues and live calls from the list items, then apply the events held back.
+        `items` None: the lists did not come (link lost); only the held events are applied.
+        `apply` takes one event (the client passes its own, which survives a failing event)."""
+        apply = apply or self.apply
+        held, self._held = self._held or [], None
         notices: list[Notice] = []
-        for uid in [u for u in self.calls if u not in alive]:
-            call = self.calls.pop(uid)
-            call.ended_at = call.ended_at or clock.now()
-            call.outcome = call.outcome or "lost_track"
-            notices.append(("call.ended", call.summary()))
-        self.channels = {name: uid for name, uid in self.channels.items() if uid in alive}
+        if items is not None:
+            for q in self.queues.values():
+                q.members.clear()
+                q.waiting.clear()
+            alive: set[str] = set()
+            for item in items:
+                if item.get("Event") == "CoreShowChannel":
+                    if self._hung_up(item.get("Uniqueid", "")):
+                        continue
+                    alive.add(item.get("Uniqueid", ""))
+                notices += apply(item)
+            for uid in [u for u in self.calls if u not in alive]:   # ended unseen, while we were away
+                call = self.calls.pop(uid)
+                call.ended_at = call.ended_at or clock.now()
+                call.outcome = call.outcome or "lost_track"
+                notices.append(("call.ended", call.summary()))
+            self.channels = {name: uid for name, uid in self.channels.items() if uid in alive}
+        for event in held:
+            notices += apply(event)
         return notices
+
+    def _hung_up(self, uid: str) -> bool:
+        at = self._tombstones.get(uid)
+        return at is not None and self.clock() - at <= TOMBSTONE_SECONDS
+
+    def _bury(self, uid: str) -> None:
+        now = self.clock()
+        self._tombstones.pop(uid, None)
+        self._tombstones[uid] = now
+        while True:   # drop the oldest while there are too many or it has expired; `uid` itself stays
+            oldest, at = next(iter(self._tombstones.items()))
+            if len(self._tombstones) <= TOMBSTONE_LIMIT and now - at <= TOMBSTONE_SECONDS:
+                break
+            del self._tombstones[oldest]
 
     # ------------------------------------------------------------------------- channels
     def _newchannel(self, e: Mapping[str, Any]) -> list[Notice]:
@@ -180,17 +242,25 @@ class CallCentreState:
         if not uid or not name:
             return []
         self.channels[name] = uid
-        if hasattr(self, "_resync_channels") and e.get("Event") == "CoreShowChannel":
-            self._resync_channels.add(uid)
         if linked and linked != uid:
             return []  # an agent leg or a Local half: part of the caller's call
         if uid in self.calls:
             return []
         call = self.calls[uid] = LiveCall(uid, linked or uid, name, caller=known(e.get("CallerIDNum")),
                                          caller_name=known(e.get("CallerIDName")), dialled=_dialled(e.get("Exten")),
-                                         started_at=_time(e))
+                                         started_at=_time(e) - _elapsed(e.get("Duration")))
         return [("call.started", {"uniqueid": uid, "caller": call.caller, "caller_name": call.caller_name,
                                   "channel": name, "dialled": call.dialled})]
+
+    def _listed_channel(self, e: Mapping[str, Any]) -> list[Notice]:
+        """A CoreShowChannels item: a channel that is up, perhaps since before we were connected."""
+        notices = self._newchannel(e)
+        call = self.calls.get(e.get("Uniqueid", ""))
+        if call is not None and call.recording_path is None and e.get("Context") in RECORDED_CONTEXTS:
+            # its VarSet MIXMONITOR_FILENAME went by while we were away
+            call.recording_path = recording_path_for(call.uniqueid, call.started_at or clock.now(), self.zone)
+            notices.append(("call.recording", {"uniqueid": call.uniqueid, "path": call.recording_path}))
+        return notices
 
     def _varset(self, e: Mapping[str, Any]) -> list[Notice]:
         call = self.calls.get(e.get("Uniqueid", ""))
@@ -207,6 +277,8 @@ class CallCentreState:
     def _hangup(self, e: Mapping[str, Any]) -> list[Notice]:
         uid = e.get("Uniqueid", "")
         self.channels.pop(e.get("Channel", ""), None)
+        if uid:
+            self._bury(uid)
         call = self.calls.pop(uid, None)
         if call is None:
             return []

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import wave
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
@@ -402,3 +403,150 @@ async def test_a_lost_link_shows_as_reconnecting_then_connected(pbx, link):
     await until(lambda: link.connects == 2 and link.status == "connected", what="reconnect")
     statuses = [d["status"] for d in link.seen.of("pbx.status")]
     assert statuses == ["connected", "reconnecting", "connected"]
+
+
+# --- resync: the lists are older than the events that arrive while they are fetched ------------------
+
+def ended_calls(link, uniqueid: str) -> list[dict]:
+    return [d for d in link.seen.of("call.ended") if d["uniqueid"] == uniqueid]
+
+
+async def test_queue_events_sent_while_the_lists_are_answered_survive_the_resync(pbx, link):
+    waiting = pbx.add_channel("PJSIP/trunk-00000010", Uniqueid="6.1", CallerIDNum="13800138001",
+                              Context="hotline-inbound", Application="Queue", ApplicationData="city")
+    answered = pbx.add_channel("PJSIP/trunk-00000011", Uniqueid="6.2", CallerIDNum="13800138002",
+                               Context="hotline-inbound", Application="Queue", ApplicationData="city")
+    during = {  # what happens while the client, reconnected, is being answered each list
+        "QueueStatus": ("QueueCallerJoin", waiting, [("Queue", "city"), ("Position", "1"), ("Count", "1")]),
+        "CoreShowChannels": ("AgentConnect", answered, [
+            ("DestChannel", "PJSIP/1001-00000012"), ("DestUniqueid", "6.3"), ("DestLinkedid", "6.2"),
+            ("Queue", "city"), ("Interface", "PJSIP/1001"), ("MemberName", "1001"), ("HoldTime", "4"),
+            ("RingTime", "2")]),
+    }
+
+    async def events_inside_the_list(action_name: str) -> None:
+        if action_name in during:
+            name, channel, extra = during.pop(action_name)
+            await pbx.send_event(name, [*pbx.channel_headers(channel), *extra], privilege="agent,all")
+    pbx.before_list_complete = events_inside_the_list
+    await pbx.drop()
+    await until(lambda: link.connects == 2 and link.status == "connected", what="reconnect and resync")
+    assert not during
+    assert link.state.queues["city"].waiting == {"6.1": 1} and link.state.calls["6.1"].queue == "city"
+    call = link.state.calls["6.2"]
+    assert (call.agent, call.outcome, call.wait_seconds) == ("1001", "answered", 4.0) and call.answered_at
+
+
+async def test_a_hangup_sent_inside_the_channel_list_leaves_no_ghost_call(pbx, link):
+    channel = pbx.add_channel("PJSIP/trunk-00000013", Uniqueid="6.4", CallerIDNum="13800138004",
+                              Context="hotline-inbound", Application="AGI")
+
+    async def hang_up_after_being_listed(action_name: str) -> None:
+        if action_name == "CoreShowChannels" and channel in pbx.channels:
+            pbx.channels.remove(channel)
+            await pbx.send_event("Hangup", [*pbx.channel_headers(channel), ("Cause", "16"),
+                                            ("Cause-txt", "Normal Clearing")])
+    pbx.before_list_complete = hang_up_after_being_listed
+    await pbx.drop()
+    await until(lambda: link.connects == 2 and link.status == "connected", what="reconnect and resync")
+    assert "6.4" not in link.state.calls and "PJSIP/trunk-00000013" not in link.state.channels
+    await until(lambda: ended_calls(link, "6.4"), what="the call's end")
+    (ended,) = ended_calls(link, "6.4")
+    assert (ended["outcome"], ended["hangup_cause"]) == ("ivr", 16)
+
+
+async def test_a_channel_still_listed_after_its_hangup_is_not_resurrected(pbx, link):
+    stale = pbx.add_channel("PJSIP/trunk-00000014", Uniqueid="6.5", CallerIDNum="13800138005",
+                            Context="hotline-inbound")   # the fake's list keeps it: a list older than the Hangup
+    await pbx.send_event("Newchannel", pbx.channel_headers(stale))
+    await pbx.send_event("Hangup", [*pbx.channel_headers(stale), ("Cause", "16"), ("Cause-txt", "Normal Clearing")])
+    await until(lambda: ended_calls(link, "6.5"), what="the hang-up")
+    await pbx.drop()
+    await until(lambda: link.connects == 2 and len(link.seen.of("pbx.resync")) == 2, what="reconnect and resync")
+    assert "6.5" not in link.state.calls and "PJSIP/trunk-00000014" not in link.state.channels
+    assert [d["uniqueid"] for d in link.seen.of("call.started")].count("6.5") == 1
+
+
+def test_hang_up_tombstones_are_bounded_in_time_and_in_number():
+    from ivr.ami_state import CallCentreState, TOMBSTONE_LIMIT, TOMBSTONE_SECONDS
+    now = [1000.0]
+    state = CallCentreState(clock=lambda: now[0])
+
+    def channel(uid: str) -> dict[str, str]:
+        return {"Channel": f"PJSIP/trunk-{uid}", "Uniqueid": uid, "Linkedid": uid}
+
+    def listed_after_resync(*uids: str) -> set[str]:
+        state.begin_resync()
+        state.end_resync([{"Event": "CoreShowChannel", **channel(uid)} for uid in uids])
+        return set(state.calls)
+
+    state.apply({"Event": "Newchannel", **channel("1.1")})
+    state.apply({"Event": "Hangup", **channel("1.1")})
+    now[0] += TOMBSTONE_SECONDS
+    assert listed_after_resync("1.1") == set()          # hung up: a list still showing it is older
+    now[0] += 1
+    assert listed_after_resync("1.1") == {"1.1"}        # long ago: the list is believed
+    for n in range(TOMBSTONE_LIMIT + 1):
+        state.apply({"Event": "Hangup", **channel(f"2.{n}")})
+    assert listed_after_resync("2.0", "2.1") == {"2.0"}  # the oldest tombstone made room
+
+
+def test_the_recording_path_is_named_as_the_dialplan_names_it():
+    from zoneinfo import ZoneInfo
+
+    from asterisk_conf import render
+    from ivr.ami_state import RECORDED_CONTEXTS, recording_path_for
+    template = (Path(render.__file__).parent / "templates/extensions.conf.j2").read_text()
+    # recording_path_for follows these two lines; change them together
+    assert "Set(HOTLINE_REC=${STRFTIME(${EPOCH},,%Y/%m/%d)}/${UNIQUEID}.wav)" in template
+    assert "MixMonitor({{ spool_dir }}/${HOTLINE_REC})" in template
+    assert RECORDED_CONTEXTS == {render.INBOUND_CONTEXT, render.TRANSFER_CONTEXT, render.VOICEMAIL_CONTEXT}
+    started = datetime(2026, 11, 21, 16, 1, tzinfo=timezone.utc)   # 00:01 on the 22nd in Shenzhen
+    assert recording_path_for("1795276860.3", started, ZoneInfo("Asia/Shanghai")) == "2026/11/22/1795276860.3.wav"
+    assert recording_path_for("1795276860.3", started, timezone.utc) == "2026/11/21/1795276860.3.wav"
+
+
+async def test_a_call_whose_recording_varset_was_missed_still_has_its_recording(pbx, db, settings, clock, tmp_path):
+    from zoneinfo import ZoneInfo
+
+    from ivr.ami_state import CallCentreState
+    clock.set(datetime(2026, 11, 21, 16, 5, tzinfo=timezone.utc))      # 00:05 on the 22nd in Shenzhen
+    settings.asterisk_spool_dir = tmp_path / "spool"
+    # up for 10 minutes when we connect: started 23:55 on the 21st in Shenzhen
+    pbx.add_channel("PJSIP/trunk-00000020", Uniqueid="1795276500.20", Linkedid="1795276500.20",
+                    CallerIDNum="13800138020", Context="hotline-inbound", Application="Queue", Duration="00:10:00")
+    pbx.add_channel("PJSIP/13800138021@trunk-00000021", Uniqueid="1795276700.21", Linkedid="1795276700.21",
+                    CallerIDNum="13800138021", Context="hotline-survey", Application="AGI")   # not recorded
+    bus = InProcessBus()
+    seen = Collected(bus)
+    recorder = CallRecorder(settings, db, settle_delays=(0.05,))
+    recorder.attach(bus)
+    client = AMIClient("127.0.0.1", pbx.port, "hotline", "hotline-secret", bus=bus, reconnect_max=0.2,
+                       state=CallCentreState(zone=ZoneInfo("Asia/Shanghai")))
+    task = asyncio.create_task(client.run())
+    try:
+        await until(lambda: client.status == "connected", what="login")
+        # seen starting (00:01 on the 22nd in Shenzhen); its VarSet MIXMONITOR_FILENAME goes by while we are away
+        late = pbx.add_channel("PJSIP/trunk-00000022", Uniqueid="1795276860.22", Linkedid="1795276860.22",
+                               CallerIDNum="13800138022", Context="hotline-inbound", Application="AGI")
+        await pbx.push(b"Event: Newchannel\r\nPrivilege: call,all\r\nTimestamp: 1795276860.101\r\n"
+                       + b"".join(f"{k}: {v}\r\n".encode() for k, v in pbx.channel_headers(late)) + b"\r\n")
+        await until(lambda: "1795276860.22" in client.state.calls, what="the late call")
+        await pbx.drop()
+        await until(lambda: client.connects == 2 and client.status == "connected", what="reconnect")
+        for channel in list(pbx.channels):
+            await pbx.send_event("Hangup", [*pbx.channel_headers(channel), ("Cause", "16"),
+                                            ("Cause-txt", "Normal Clearing")])
+        await until(lambda: len(seen.of("call.ended")) == 3 and recorder.written >= 6, what="the three ends")
+        ended = {d["uniqueid"]: d for d in seen.of("call.ended")}
+        assert ended["1795276500.20"]["recording_path"] == "2026/11/21/1795276500.20.wav"
+        assert ended["1795276500.20"]["started_at"] == "2026-11-21T15:55:00+00:00"
+        assert ended["1795276860.22"]["recording_path"] == "2026/11/22/1795276860.22.wav"
+        assert ended["1795276700.21"]["recording_path"] is None
+        await until(lambda: recorded(db, "1795276860.22").recording_path, what="the call record")
+        assert recorded(db, "1795276500.20").recording_path == "2026/11/21/1795276500.20.wav"
+        assert recorded(db, "1795276860.22").recording_path == "2026/11/22/1795276860.22.wav"
+    finally:
+        await client.stop()
+        await asyncio.wait_for(task, 5)
+        await recorder.stop()

@@ -596,3 +596,26 @@ async def test_events_off_session_gets_replies_but_no_events_and_lf_only_framing
     await quiet.send(recorded_action("ami_actions", "c-4"))  # QueueSummary, a list reply: still delivered
     assert await quiet.messages(3) == recorded_replies("ami_actions", "c-4")
     assert fake.logins == 1
+
+
+async def test_before_list_complete_puts_events_inside_the_lists(fake):
+    fake.channels = [dict(RECORDED_CHANNEL)]
+    client = await Client.connect(fake)
+    await client.login()
+
+    async def hang_up(action_name: str) -> None:
+        channel = fake.channels.pop()
+        await fake.send_event(f"Hangup-{action_name}", fake.channel_headers(channel))
+        fake.channels.append(channel)
+    fake.before_list_complete = hang_up
+    await client.send(recorded_action("ami_actions", "c-3"))   # QueueStatus
+    names = [transcripts.parse_message(m).get("Event") for m in await client.messages(4)]
+    assert names == [None, "QueueParams", "Hangup-QueueStatus", "QueueStatusComplete"]
+    await client.send(recorded_action("ami_actions", "c-15"))  # CoreShowChannels
+    got = await client.messages(4)
+    assert [transcripts.parse_message(m).get("Event") for m in got] == [
+        None, "CoreShowChannel", "Hangup-CoreShowChannels", "CoreShowChannelsComplete"]
+    # the list itself is still what Asterisk sent, byte for byte
+    assert [got[0], got[1], got[3]] == recorded_replies("ami_actions", "c-15")
+    assert b"Uniqueid: 1795240779.0\r\n" in got[2] and b"ActionID" not in got[2]
+    client.close()

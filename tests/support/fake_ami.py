@@ -33,8 +33,9 @@ so a test fails loudly instead of passing on an invented reply.
 
 Ways to break things on purpose: ``split`` (write every reply in pieces, down to single bytes, so a
 UTF-8 character straddles two TCP reads), :meth:`push` (raw bytes), ``reply_delay``, ``mute_pings``,
-:meth:`drop` (abort every connection), :meth:`restart` (Shutdown event, refuse connections for a
-while, listen again on the same port).
+``before_list_complete`` (events inside a QueueStatus or CoreShowChannels list), :meth:`drop` (abort
+every connection), :meth:`restart` (Shutdown event, refuse connections for a while, listen again on
+the same port).
 """
 from __future__ import annotations
 
@@ -45,7 +46,7 @@ import re
 import socket
 import struct
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -200,6 +201,12 @@ class FakeAMI(PeerServer):
     * ``split`` — ``"chunks"`` (each reply one write), an ``int`` n (pieces of n bytes with
       ``split_pause`` seconds between them) or ``"bytewise"`` (n = 1).
     * ``reply_delay`` — seconds before every reply; ``mute_pings`` — Ping gets no reply at all.
+    * ``before_list_complete`` — ``async f(action_name)``, awaited by QueueStatus and CoreShowChannels
+      after the list's items were written and before its ``…Complete`` event, which then goes out in a
+      write of its own. Events the hook sends arrive inside the list. Not recorded: a real Asterisk
+      is believed to write a session's events only between actions, i.e. right after the list; the
+      hook stands for something that happened after the list was taken and reaches the client
+      before it has applied the list.
 
     Observations: ``actions`` (every action parsed, in order, as a dict; a repeated key such as
     ``Variable`` maps to a list), ``errors`` (``(action, message)`` for every ``Response: Error``),
@@ -219,6 +226,7 @@ class FakeAMI(PeerServer):
         self.split_pause = 0.001
         self.reply_delay = 0.0
         self.mute_pings = False
+        self.before_list_complete: Callable[[str], Awaitable[None]] | None = None
         self.queues: dict[str, dict[str, Any]] = {"hotline-12319": {"members": []}}
         self.channels: list[dict[str, str]] = []
         self.variables: dict[str, dict[str, str]] = {}
@@ -287,6 +295,10 @@ class FakeAMI(PeerServer):
         if isinstance(self.split, int) and not isinstance(self.split, bool) and self.split >= 1:
             return self.split
         raise ValueError(f"split={self.split!r}: use 'chunks', 'bytewise' or a positive int")
+
+    def channel_headers(self, channel: Mapping[str, str]) -> Headers:
+        """The headers a channel event starts with (Channel … Linkedid), for :meth:`send_event`."""
+        return self._channel_fields(channel)
 
     def add_channel(self, channel: str, *, variables: Mapping[str, str] | None = None, **fields: str) -> dict[str, str]:
         """Add a live channel (CoreShowChannel header names as keyword arguments) and its variables."""
@@ -653,6 +665,7 @@ class FakeAMI(PeerServer):
                                                      "LastCall", "LastPause", "LoginTime", "InCall", "Status",
                                                      "Paused", "PausedReason", "Wrapuptime")], *tail])
                 items += 1
+        out = await self._before_complete(client, "QueueStatus", out)
         out += encode([("Event", "QueueStatusComplete"), *tail, ("EventList", "Complete"), ("ListItems", str(items))])
         await self._write(client, out)
 
@@ -786,9 +799,20 @@ class FakeAMI(PeerServer):
                            ("Duration", str(channel.get("Duration", "00:00:00"))),
                            ("BridgeId", str(channel.get("BridgeId", ""))),
                            *[(k, str(v)) for k, v in channel.items() if k not in standard]])
+        listed = len(self.channels)   # the hook may take a channel away (it hung up after being listed)
+        out = await self._before_complete(client, "CoreShowChannels", out)
         out += encode([("Event", "CoreShowChannelsComplete"), *head, ("EventList", "Complete"),
-                       ("ListItems", str(len(self.channels)))])
+                       ("ListItems", str(listed))])
         await self._write(client, out)
+
+    async def _before_complete(self, client: _Client, action_name: str, out: bytes) -> bytes:
+        """With ``before_list_complete`` set: write the list so far, run the hook, and return b"" for the
+        Complete event to follow alone; otherwise return ``out`` unchanged (the recorded single write)."""
+        if self.before_list_complete is None:
+            return out
+        await self._write(client, out)
+        await self.before_list_complete(action_name)
+        return b""
 
     async def _act_redirect(self, client: _Client, action: Mapping[str, Any]) -> None:
         name = _get(action, "Channel")
