@@ -78,7 +78,7 @@ def list_cases(request: Request, actor: ActorDep,
                limit: Annotated[int, Query(ge=1, le=500)] = 50,
                offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0) -> list[CaseOut]:
     core = _core(request)
-    with request.app.state.db.session() as session:
+    with request.app.state.db.read_session() as session:
         cases = core.list_cases(session, actor, state, district_code, unit_code, phone, limit, offset)
         return [core.to_out(session, c, actor, with_timeline=False) for c in cases]
 
@@ -87,7 +87,7 @@ def list_cases(request: Request, actor: ActorDep,
 def get_case(number: CaseNumber, request: Request, actor: ActorDep) -> CaseOut:
     """A case with its timeline, links and the actions this user may take now."""
     core = _core(request)
-    with request.app.state.db.session() as session:
+    with request.app.state.db.read_session() as session:
         return core.to_out(session, core.get_case(session, number, actor), actor)
 
 
@@ -133,7 +133,7 @@ def categories(request: Request) -> list[dict]:
 
 @router.get("/units", tags=["reference"], responses={401: {}})
 def units(request: Request, actor: ActorDep) -> list[dict]:
-    with request.app.state.db.session() as session:
+    with request.app.state.db.read_session() as session:
         return [{"code": u.code, "name": u.name, "kind": u.kind, "district_code": u.district_code,
                  "street_codes": u.street_codes, "queue": u.queue, "active": u.active}
                 for u in session.scalars(select(HandlingUnit).order_by(HandlingUnit.code))]
@@ -155,7 +155,7 @@ def locate_place(request: Request, actor: ActorDep,
     if lon is not None:
         placement = router_.locate_point(lon, lat, datum)
     else:
-        with request.app.state.db.session() as session:
+        with request.app.state.db.read_session() as session:
             placement = router_.locate(session, q)
     route = router_.rules.route(placement.district_code, placement.street_code, category_key)
     return {**placement.as_dict(), "auto_route": placement.confident(router_.threshold),
@@ -174,7 +174,7 @@ def kpi(request: Request, actor: ActorDep, start: datetime, end: datetime,
         raise HTTPException(422, "start and end must lie within the years 1-9999 in UTC") from None
     if end <= start:
         raise HTTPException(422, "end must be after start")
-    with request.app.state.db.session() as session:
+    with request.app.state.db.read_session() as session:
         return [r.as_dict() for r in kpi_report(session, group_by, start, end)]
 
 
@@ -258,7 +258,7 @@ def sms_status(request: Request, actor: ActorDep) -> dict:
 def sms_inbox(request: Request, actor: ActorDep) -> list[dict]:
     """Reports by SMS waiting for an agent: located, with a suggested category, oldest first."""
     require(actor, "sms.read")
-    with request.app.state.db.session() as session:
+    with request.app.state.db.read_session() as session:
         return sms_work.open_items(session)
 
 
@@ -303,7 +303,7 @@ class DismissIn(BaseModel):
 def voicemail_list(request: Request, actor: ActorDep) -> list[dict]:
     """Messages left after hours or when no agent answered, waiting for an agent, oldest first."""
     require(actor, "voicemail.read")
-    with request.app.state.db.session() as session:
+    with request.app.state.db.read_session() as session:
         return voicemail.open_messages(session, request.app.state.settings.asterisk_spool_dir)
 
 
@@ -312,7 +312,7 @@ def voicemail_list(request: Request, actor: ActorDep) -> list[dict]:
 def voicemail_audio(request: Request, actor: ActorDep, uniqueid: Uniqueid) -> FileResponse:
     """The message's sound file (WAV), for the roles that work the list."""
     require(actor, "voicemail.read")
-    with request.app.state.db.session() as session:
+    with request.app.state.db.read_session() as session:
         try:
             path = voicemail.message_file(session, uniqueid, request.app.state.settings.asterisk_spool_dir)
         except voicemail.MessageNotOpen as exc:

@@ -20,7 +20,7 @@ _cache: dict[str, tuple[Actor, float]] = {}
 
 
 def _lookup(request: Request, key: str) -> Actor | None:
-    with request.app.state.db.session() as session:
+    with request.app.state.db.read_session() as session:  # does not queue behind writers
         return actor_for_api_key(session, key)
 
 

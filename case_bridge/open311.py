@@ -238,7 +238,7 @@ def query_requests(request: Request) -> list[dict]:
                 stmt = stmt.where(Case.state.not_in(FINISHED_STATES))
             elif wanted == {"closed"}:
                 stmt = stmt.where(Case.state.in_(FINISHED_STATES))
-    with db.session() as session:
+    with db.read_session() as session:
         actor = _reader(request, session)
         cases = list(session.scalars(stmt.where(authz.scope(actor)).order_by(Case.id.desc()).limit(MAX_RESULTS)))
         notes = _public_notes(session, [c.id for c in cases])
@@ -249,7 +249,7 @@ def query_requests(request: Request) -> list[dict]:
 def get_request(service_request_id: str, request: Request) -> list[dict]:
     db, core = _parts(request)
     _refuse_nul(service_request_id)
-    with db.session() as session:
+    with db.read_session() as session:
         actor = _reader(request, session)
         case = session.scalar(select(Case).where(Case.number == service_request_id, authz.scope(actor)))
         if case is None:
