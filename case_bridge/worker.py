@@ -1,7 +1,9 @@
 """Celery: the app, the beat schedule, and the tasks that work the outbox.
 
 beat → `outbox.dispatch` every few seconds: claims due rows and sends one `outbox.perform`
-task per row. Effects hours away wait as rows (available_at), never as Celery ETAs.
+task per row, expiring with the claim's lease (a late task would be 'stale' anyway: the row's
+lease, checked in `outbox.perform`, is what keeps an effect from running twice). Effects
+hours away wait as rows (available_at), never as Celery ETAs.
 beat → `cases.urge_overdue`: an overdue case is urged once per deadline (outbox again).
 """
 from __future__ import annotations
@@ -74,13 +76,14 @@ def dispatch() -> int:
     with db.session() as session:
         claims = outbox.claim_due(session, s.outbox_lease_seconds, s.outbox_batch_size)
     for claim in claims:
-        perform.delay(claim.item_id, claim.token)
+        perform.apply_async((claim.item_id, claim.token), expires=s.outbox_lease_seconds)
     return len(claims)
 
 
 @app.task(name="outbox.perform")
 def perform(item_id: int, token: str) -> str:
-    return outbox.perform(_db(), outbox.Claim(item_id, token), get_settings().outbox_max_attempts)
+    s = get_settings()
+    return outbox.perform(_db(), outbox.Claim(item_id, token, s.outbox_lease_seconds), s.outbox_max_attempts)
 
 
 @app.task(name="cases.urge_overdue")

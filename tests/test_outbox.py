@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from datetime import timedelta
 
 import pytest
@@ -11,6 +12,7 @@ from case_bridge import ActionIn, CaseEvent, HandlingUnit, NewCase, OutboxItem, 
 from case_bridge.outbox import BACKOFF, EffectError, claim_due, enqueue, perform, register_effect
 from hotline.db import utcnow
 from tests.support.threads import run_concurrently
+from tests.support.waiting import PATIENCE, wait_for
 from tests.support.webhook_receiver import WebhookReceiver
 
 calls: list[tuple[dict, str]] = []
@@ -26,10 +28,24 @@ def _test_effect(payload: dict, key: str) -> dict:
     return {"ok": True}
 
 
+gate = threading.Event()
+
+
+@register_effect("slow_effect")
+def _slow_effect(payload: dict, key: str) -> dict:
+    """An effect that takes longer than its lease (a callback waiting to be answered)."""
+    calls.append((payload, key))
+    gate.wait(PATIENCE)
+    return {"ok": True}
+
+
 @pytest.fixture(autouse=True)
 def _reset():
     calls.clear()
     behaviour.clear()
+    gate.clear()
+    yield
+    gate.set()  # a failed test leaves no effect blocked
 
 
 def rows(db):
@@ -37,9 +53,14 @@ def rows(db):
         return {r.idempotency_key: (r.status, r.attempts, r.last_error) for r in s.scalars(select(OutboxItem))}
 
 
-def claim(db, kinds=("test_effect",), **kw):
+def claim(db, kinds=("test_effect",), lease_seconds=60, **kw):
     with db.session() as s:
-        return claim_due(s, lease_seconds=60, limit=100, kinds=list(kinds), **kw)
+        return claim_due(s, lease_seconds=lease_seconds, limit=100, kinds=list(kinds), **kw)
+
+
+def lease_until(db, key):
+    with db.session() as s:
+        return s.scalar(select(OutboxItem.lease_until).where(OutboxItem.idempotency_key == key))
 
 
 def test_enqueue_is_idempotent_and_claims_only_due_rows_of_known_kinds(db):
@@ -104,6 +125,47 @@ def test_expired_lease_is_reclaimed_and_the_stale_claim_cannot_finish(db):
     assert perform(db, first, max_attempts=5) == "stale"
     assert perform(db, second, max_attempts=5) == "done"
     assert [k for _, k in calls] == ["k"]  # the stale claim never ran the effect
+
+
+def test_an_effect_running_past_its_lease_keeps_it_and_runs_once(db, clock):
+    with db.session() as s:
+        enqueue(s, "slow_effect", {}, key="long")
+    first = claim(db, kinds=["slow_effect"], lease_seconds=1)[0]
+    outcomes: list[str] = []
+    threads = [threading.Thread(target=lambda: outcomes.append(perform(db, first, max_attempts=5)))]
+    threads[0].start()
+    wait_for(lambda: calls, what="the effect to start")
+    clock.advance(seconds=30)  # the effect has now run far longer than the lease it was claimed with
+    # the product clock jumped; give the running perform its chance to renew the lease (as it would have
+    # every lease/3 s had time passed gradually) — without a heartbeat this just runs out its bound
+    deadline = time.monotonic() + 30
+    while lease_until(db, "long") <= clock() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    again = claim(db, kinds=["slow_effect"], lease_seconds=1)  # beat's next tick, past the original lease
+    for c in again:  # had it been re-claimed, the new claim's task would run now
+        threads.append(threading.Thread(target=lambda c=c: outcomes.append(perform(db, c, max_attempts=5))))
+        threads[-1].start()
+    gate.set()
+    for t in threads:
+        t.join(PATIENCE)
+    assert [k for _, k in calls] == ["long"]  # the effect body ran exactly once
+    assert again == [] and outcomes == ["done"]
+    assert rows(db)["long"][:2] == ("done", 1)
+
+
+def test_claims_taken_over_while_queued_neither_run_nor_count(db, clock):
+    with db.session() as s:
+        enqueue(s, "test_effect", {}, key="queued")
+    first = claim(db)[0]
+    clock.advance(seconds=61)  # its task was still queued in Celery when the lease ran out
+    assert perform(db, first, max_attempts=5) == "stale"  # the lease expired before perform began
+    second = claim(db)[0]
+    clock.advance(seconds=61)
+    third = claim(db)[0]  # the second's task, too, waited past its lease: beat claimed the row again
+    assert perform(db, second, max_attempts=5) == "stale"  # taken over by a newer claim
+    assert calls == [] and rows(db)["queued"][:2] == ("running", 0)  # claims alone burn no attempts
+    assert perform(db, third, max_attempts=5) == "done"
+    assert [k for _, k in calls] == ["queued"] and rows(db)["queued"][:2] == ("done", 1)
 
 
 def test_concurrent_claimers_never_share_a_row(db):
