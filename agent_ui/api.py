@@ -207,7 +207,7 @@ def _live(request: Request):
 
 
 @router.post("/telephony/calls/{uniqueid}/transfer", tags=["telephony"],
-             responses={401: {}, 403: {}, 409: {}, 422: {}, 503: {}})
+             responses={**BAD_BODY, 401: {}, 403: {}, 409: {}, 422: {}, 503: {}})
 def transfer_call(request: Request, actor: ActorDep, uniqueid: Annotated[str, Path(max_length=64,
                   pattern=r"^[A-Za-z0-9._-]+$")], body: TransferIn) -> dict:
     """Move a live caller to the district's queue (AMI Redirect). Refused at once (409) if the call is
@@ -223,7 +223,7 @@ def transfer_call(request: Request, actor: ActorDep, uniqueid: Annotated[str, Pa
 
 
 @router.post("/telephony/agents/{extension}/pause", tags=["telephony"],
-             responses={401: {}, 403: {}, 404: {}, 503: {}})
+             responses={**BAD_BODY, 401: {}, 403: {}, 404: {}, 409: {}, 422: {}, 503: {}})
 def pause_agent(request: Request, actor: ActorDep, extension: Annotated[str, Path(pattern=r"^\d{3,8}$")],
                 body: PauseIn) -> dict:
     """Pause (示忙) or unpause (示闲) an agent phone in all its queues. If the PBX link is down the wish
@@ -335,7 +335,7 @@ def voicemail_to_case(request: Request, actor: ActorDep, uniqueid: Uniqueid, dat
 
 
 @router.post("/voicemail/{uniqueid}/merge/{number}", tags=["voicemail"], response_model=CaseOut,
-             responses={401: {}, 403: {}, 404: {}, 409: {}})
+             responses={401: {}, 403: {}, 404: {}, 409: {}, 422: {}})
 def voicemail_merge(request: Request, actor: ActorDep, uniqueid: Uniqueid,
                     number: Annotated[str, Path(max_length=24, pattern=NO_NUL)]) -> CaseOut:
     """The message is about an open case: it joins that case's timeline."""

@@ -333,6 +333,7 @@ def _context(settings: Settings, plan: QueuePlan) -> dict[str, object]:
     return {
         "service_number": service_number,
         "systemname": settings.asterisk_systemname,
+        "timezone": settings.timezone,   # recordings are filed by the hotline's local date, not the PBX host's
         "agents": agents,
         "trunk": trunk,
         "trunk_endpoint": TRUNK_ENDPOINT,

@@ -18,6 +18,7 @@ from hotline.settings import Settings
 from ivr import flows
 from ivr.agi import AGIServer
 from ivr.ami import AMIClient, AMIError
+from ivr.ami_state import CallCentreState
 from ivr.prompts import load_catalogue
 from ivr.recorder import CallRecorder
 from ivr.services import IVRServices
@@ -45,7 +46,7 @@ class Telephony:
         self.core = core or CaseCore(settings)
         self.agi = build_agi_server(settings, db, self.core, self.bus) if agi else None
         self.ami = AMIClient(settings.ami_host, settings.ami_port, settings.ami_username, settings.ami_secret,
-                             bus=self.bus, ping_seconds=settings.ami_ping_seconds,
+                             bus=self.bus, state=CallCentreState(zone=settings.zone), ping_seconds=settings.ami_ping_seconds,
                              ping_timeout=settings.ami_ping_timeout_seconds,
                              reconnect_max=settings.ami_reconnect_max_seconds) if ami else None
         self.recorder = CallRecorder(settings, db)

@@ -137,7 +137,7 @@ class IVRServices:
         return await asyncio.to_thread(self._has_open, caller)
 
     def _has_open(self, caller: str) -> bool:
-        with self.db.session() as s:
+        with self.db.read_session() as s:   # during a live call: never queued behind writers
             return s.scalar(select(Case.id).where(Case.caller_phone == caller, Case.state.in_(OPEN_STATES))
                             .limit(1)) is not None
 
@@ -148,7 +148,7 @@ class IVRServices:
         return await asyncio.to_thread(self._find, caller, digits)
 
     def _find(self, caller: str, digits: str | None) -> CaseBrief | None:
-        with self.db.session() as s:
+        with self.db.read_session() as s:
             rows = s.execute(select(Case.number, Case.state).where(Case.caller_phone == caller)
                              .order_by(Case.id.desc()).limit(200)).all()
         briefs = [CaseBrief(n, st) for n, st in rows]

@@ -498,7 +498,7 @@ def test_the_recording_path_is_named_as_the_dialplan_names_it():
     from ivr.ami_state import RECORDED_CONTEXTS, recording_path_for
     template = (Path(render.__file__).parent / "templates/extensions.conf.j2").read_text()
     # recording_path_for follows these two lines; change them together
-    assert "Set(HOTLINE_REC=${STRFTIME(${EPOCH},,%Y/%m/%d)}/${UNIQUEID}.wav)" in template
+    assert "Set(HOTLINE_REC=${STRFTIME(${EPOCH},{{ timezone }},%Y/%m/%d)}/${UNIQUEID}.wav)" in template
     assert "MixMonitor({{ spool_dir }}/${HOTLINE_REC})" in template
     assert RECORDED_CONTEXTS == {render.INBOUND_CONTEXT, render.TRANSFER_CONTEXT, render.VOICEMAIL_CONTEXT}
     started = datetime(2026, 11, 21, 16, 1, tzinfo=timezone.utc)   # 00:01 on the 22nd in Shenzhen

@@ -38,7 +38,7 @@ from hotline.migrate import upgrade
 from hotline.settings import load_settings
 
 FUZZ_ROLES = [("super1", "supervisor", None), ("agent1", "agent", None), ("futian1", "district", "440304"),
-              ("disp1", "dispatcher", None)]
+              ("disp1", "dispatcher", None), ("client1", "client", None)]
 MAX_EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "100"))
 TMP = Path(tempfile.mkdtemp(prefix="hotline-fuzz-"))
 
@@ -85,16 +85,31 @@ def teardown_module() -> None:
 schema = schemathesis.openapi.from_asgi("/openapi.json", APP).include(path_regex=r"^/api/v1/")
 
 
-@schema.hook
-def flatmap_path_parameters(context, path_parameters):
+open311 = schemathesis.openapi.from_asgi("/openapi.json", APP).include(path_regex=r"^/open311/")
+
+
+def aim_at_real_cases(context, path_parameters):
     """Half the time, aim at a case that exists (otherwise nearly every call would be a 404)."""
-    if not path_parameters or "number" not in path_parameters:
+    name = next((n for n in ("number", "service_request_id") if n in (path_parameters or {})), None)
+    if name is None:
         return st.just(path_parameters)
-    real = st.sampled_from(NUMBERS).map(lambda n: {**path_parameters, "number": n})
+    real = st.sampled_from(NUMBERS).map(lambda n: {**path_parameters, name: n})
     return st.one_of(st.just(path_parameters), real)
 
 
-CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
+schema.hook("flatmap_path_parameters")(aim_at_real_cases)
+open311.hook("flatmap_path_parameters")(aim_at_real_cases)
+
+
+def no_server_error(ctx, response, case):
+    """A 5xx is a defect, except the documented 503 of call control in a process without a PBX link."""
+    if response.status_code == 503 and "/telephony/" in case.path:
+        assert "no link to the PBX" in response.text
+        return None
+    return not_a_server_error(ctx, response, case)
+
+
+CHECKS = [no_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
 FUZZ_SETTINGS = hypothesis.settings(
     max_examples=MAX_EXAMPLES, deadline=None, derandomize=True, database=None,
     suppress_health_check=list(HealthCheck),
@@ -129,6 +144,45 @@ def test_api_as_district(case):
     assert_conforms(case, "futian1")
 
 
+# Open311 as the keys that see least: a district sees its own unit's cases, a client what it submitted
+def _outside_futian() -> set[str]:
+    from sqlalchemy import select
+
+    from case_bridge.models import Case
+    with DB.session() as s:
+        return set(s.scalars(select(Case.number).where(Case.number.in_(NUMBERS),
+                                                       Case.handling_unit_code.is_distinct_from("440304"))))
+
+
+OUT_OF_SCOPE = {"futian1": _outside_futian(), "client1": set(NUMBERS)}   # the client submitted none of them
+
+
+def out_of_scope_cases_are_never_shown(username: str):
+    def check(ctx, response, case) -> None:
+        if response.status_code >= 300:   # a refusal may echo the id asked for, as for one that does not exist
+            return
+        shown = {n for n in NUMBERS if n in response.text}
+        assert not shown & OUT_OF_SCOPE[username], f"{username} was shown {sorted(shown & OUT_OF_SCOPE[username])}"
+    return check
+
+
+def assert_open311_scoped(case, username: str) -> None:
+    case.call_and_validate(headers={"X-Api-Key": KEYS[username]},
+                           checks=[not_a_server_error, out_of_scope_cases_are_never_shown(username)])
+
+
+@open311.parametrize()
+@FUZZ_SETTINGS
+def test_open311_as_district(case):
+    assert_open311_scoped(case, "futian1")
+
+
+@open311.parametrize()
+@FUZZ_SETTINGS
+def test_open311_as_client(case):
+    assert_open311_scoped(case, "client1")
+
+
 def test_the_fuzz_covers_every_api_operation():
     ops = {(op.ok().method.upper(), op.ok().path) for op in schema.get_all_operations()}
     assert ops == {
@@ -138,6 +192,15 @@ def test_the_fuzz_covers_every_api_operation():
         ("GET", "/api/v1/places/locate"), ("GET", "/api/v1/telephony"),
         ("GET", "/api/v1/sms/inbox"), ("GET", "/api/v1/sms/status"), ("POST", "/api/v1/sms/inbox/{item_id}/case"),
         ("POST", "/api/v1/sms/inbox/{item_id}/merge/{number}"),
+        ("GET", "/api/v1/voicemail"), ("GET", "/api/v1/voicemail/{uniqueid}/audio"),
+        ("POST", "/api/v1/voicemail/{uniqueid}/case"), ("POST", "/api/v1/voicemail/{uniqueid}/merge/{number}"),
+        ("POST", "/api/v1/voicemail/{uniqueid}/dismiss"),
+        ("POST", "/api/v1/telephony/calls/{uniqueid}/transfer"), ("POST", "/api/v1/telephony/agents/{extension}/pause"),
+    }
+    assert {(op.ok().method.upper(), op.ok().path) for op in open311.get_all_operations()} == {
+        ("GET", "/open311/v2/services.json"), ("GET", "/open311/v2/services/{service_code}.json"),
+        ("POST", "/open311/v2/requests.json"), ("GET", "/open311/v2/requests.json"),
+        ("GET", "/open311/v2/requests/{service_request_id}.json"),
     }
 
 

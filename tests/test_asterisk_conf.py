@@ -252,7 +252,7 @@ def test_the_inbound_call_records_runs_the_flow_then_queues():
     for before, after in [("Answer", "MixMonitor"), ("MixMonitor", "AGI"), ("AGI", "Queue")]:
         assert apps.index(before) < apps.index(after), apps
     rec = next(st for st in call if st.app == "Set" and st.args.startswith("HOTLINE_REC="))
-    assert rec.args == "HOTLINE_REC=${STRFTIME(${EPOCH},,%Y/%m/%d)}/${UNIQUEID}.wav"
+    assert rec.args == "HOTLINE_REC=${STRFTIME(${EPOCH},Asia/Shanghai,%Y/%m/%d)}/${UNIQUEID}.wav"
     assert apps.index("Set") < apps.index("MixMonitor")
     mix = next(st for st in call if st.app == "MixMonitor")
     assert mix.argv[0] == "/data/rec/${HOTLINE_REC}"
@@ -387,7 +387,7 @@ def test_voicemail_records_under_the_spool_dir_and_tells_the_ami_client():
     vm = plan["hotline-voicemail"]["record"]
     target = next(st for st in vm if st.app == "Set" and st.args.startswith("HOTLINE_VM_FILE="))
     assert target.args == ("HOTLINE_VM_FILE=/var/spool/asterisk/monitor/voicemail/"
-                           "${STRFTIME(${EPOCH},,%Y/%m/%d)}/${UNIQUEID}.wav")
+                           "${STRFTIME(${EPOCH},Asia/Shanghai,%Y/%m/%d)}/${UNIQUEID}.wav")
     record = next(st for st in vm if st.app == "Record")
     path, silence, max_seconds, options = record.argv
     assert (path, silence, max_seconds) == ("${HOTLINE_VM_FILE}", "5", "120") and "k" in options
