@@ -4,7 +4,7 @@ its own unit's cases only."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Literal
+from typing import Annotated, Callable, Literal
 
 from anyio import from_thread
 from fastapi import (
@@ -20,9 +20,10 @@ from fastapi import (
 from fastapi.responses import FileResponse
 from pydantic import BaseModel, Field
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from agent_ui.auth import api_actor
-from case_bridge import ActionIn, CaseCore, CaseOut, HandlingUnit, NewCase, kpi_report, voicemail
+from case_bridge import ActionIn, Case, CaseCore, CaseOut, HandlingUnit, NewCase, kpi_report, voicemail
 from case_bridge.authz import require
 from case_bridge.duplicates import dismiss
 from case_bridge.schemas import NO_NUL
@@ -254,6 +255,19 @@ def sms_status(request: Request, actor: ActorDep) -> dict:
     return {"running": False} if service is None else {"running": True, **service.status()}
 
 
+def _work_on(request: Request, actor: Actor, permission: str, not_open: type[Exception],
+             step: Callable[[Session, CaseCore], Case]) -> CaseOut:
+    """One step on a work list (an SMS report, a voicemail) that ends in a case: 404 if the item is not open."""
+    require(actor, permission)
+    core = _core(request)
+    with request.app.state.db.session() as session:
+        try:
+            case = step(session, core)
+        except not_open as exc:
+            raise HTTPException(404, str(exc)) from None
+        return core.to_out(session, case, actor)
+
+
 @router.get("/sms/inbox", tags=["sms"], responses={401: {}, 403: {}})
 def sms_inbox(request: Request, actor: ActorDep) -> list[dict]:
     """Reports by SMS waiting for an agent: located, with a suggested category, oldest first."""
@@ -266,14 +280,8 @@ def sms_inbox(request: Request, actor: ActorDep) -> list[dict]:
              responses={**BAD_BODY, 401: {}, 403: {}, 404: {}, 422: {}})
 def sms_to_case(request: Request, actor: ActorDep, item_id: ItemId, data: NewCase) -> CaseOut:
     """Turn an SMS work item into a case (channel sms, the sender as caller)."""
-    require(actor, "sms.work")
-    core = _core(request)
-    with request.app.state.db.session() as session:
-        try:
-            case = sms_work.convert(session, core, item_id, actor, data)
-        except sms_work.WorkItemError as exc:
-            raise HTTPException(404, str(exc)) from None
-        return core.to_out(session, case, actor)
+    return _work_on(request, actor, "sms.work", sms_work.WorkItemError,
+                    lambda session, core: sms_work.convert(session, core, item_id, actor, data))
 
 
 @router.post("/sms/inbox/{item_id}/merge/{number}", tags=["sms"], response_model=CaseOut,
@@ -281,14 +289,8 @@ def sms_to_case(request: Request, actor: ActorDep, item_id: ItemId, data: NewCas
 def sms_merge(request: Request, actor: ActorDep, item_id: ItemId,
               number: Annotated[str, Path(max_length=24, pattern=NO_NUL)]) -> CaseOut:
     """The work item reports an open case: it joins that case's timeline."""
-    require(actor, "sms.work")
-    core = _core(request)
-    with request.app.state.db.session() as session:
-        try:
-            case = sms_work.merge(session, core, item_id, number, actor)
-        except sms_work.WorkItemError as exc:
-            raise HTTPException(404, str(exc)) from None
-        return core.to_out(session, case, actor)
+    return _work_on(request, actor, "sms.work", sms_work.WorkItemError,
+                    lambda session, core: sms_work.merge(session, core, item_id, number, actor))
 
 
 # ------------------------------------------------------------------------------ voicemail
@@ -324,14 +326,8 @@ def voicemail_audio(request: Request, actor: ActorDep, uniqueid: Uniqueid) -> Fi
              responses={**BAD_BODY, 401: {}, 403: {}, 404: {}, 422: {}})
 def voicemail_to_case(request: Request, actor: ActorDep, uniqueid: Uniqueid, data: NewCase) -> CaseOut:
     """Make a case of the message (channel phone, the caller's number, linked to the call)."""
-    require(actor, "voicemail.work")
-    core = _core(request)
-    with request.app.state.db.session() as session:
-        try:
-            case = voicemail.convert(session, core, uniqueid, actor, data)
-        except voicemail.MessageNotOpen as exc:
-            raise HTTPException(404, str(exc)) from None
-        return core.to_out(session, case, actor)
+    return _work_on(request, actor, "voicemail.work", voicemail.MessageNotOpen,
+                    lambda session, core: voicemail.convert(session, core, uniqueid, actor, data))
 
 
 @router.post("/voicemail/{uniqueid}/merge/{number}", tags=["voicemail"], response_model=CaseOut,
@@ -339,14 +335,8 @@ def voicemail_to_case(request: Request, actor: ActorDep, uniqueid: Uniqueid, dat
 def voicemail_merge(request: Request, actor: ActorDep, uniqueid: Uniqueid,
                     number: Annotated[str, Path(max_length=24, pattern=NO_NUL)]) -> CaseOut:
     """The message is about an open case: it joins that case's timeline."""
-    require(actor, "voicemail.work")
-    core = _core(request)
-    with request.app.state.db.session() as session:
-        try:
-            case = voicemail.merge(session, core, uniqueid, number, actor)
-        except voicemail.MessageNotOpen as exc:
-            raise HTTPException(404, str(exc)) from None
-        return core.to_out(session, case, actor)
+    return _work_on(request, actor, "voicemail.work", voicemail.MessageNotOpen,
+                    lambda session, core: voicemail.merge(session, core, uniqueid, number, actor))
 
 
 @router.post("/voicemail/{uniqueid}/dismiss", tags=["voicemail"], status_code=204,

@@ -121,7 +121,7 @@ async def create_request(request: Request) -> JSONResponse:
     db, core = _parts(request)
     form = await _form(request)
     _refuse_nul(*form.keys(), *form.values())
-    with db.session() as session:  # who is asking comes first: no key, no further answers
+    with db.read_session() as session:  # who is asking comes first: no key, no further answers
         actor = actor_for_api_key(session, _key(request, form))
     if actor is None:
         raise Open311Error(403, "api_key is missing or not valid; ask the hotline administrator for one")

@@ -19,7 +19,8 @@ from case_bridge.models import Case, CaseEvent, CaseLink, HandlingUnit, OutboxIt
 from case_bridge.numbering import next_case_number
 from case_bridge.placement import Router, placement_summary
 from case_bridge.schemas import ActionIn, CaseOut, EventOut, LinkOut, NewCase
-from case_bridge.workflow import FINISHED_STATES, SATISFACTION, STATES, WorkflowError, allowed_actions, check
+from case_bridge.workflow import (FINISHED_STATES, OPEN_STATES, SATISFACTION, STATES, WorkflowError, allowed_actions,
+                                  check)
 from hotline.accounts import SYSTEM, Actor
 from hotline.db import utcnow
 from hotline.phone import InvalidPhoneNumber, normalise
@@ -446,6 +447,14 @@ class CaseCore:
                  data: dict | None = None) -> CaseEvent:
         """A timeline entry that changes no state (an SMS merged into the case, say)."""
         return self._event(session, case, actor, action, case.state, case.state, note, data or {})
+
+    def case_to_join(self, session: Session, number: str, actor: Actor, what: str) -> Case:
+        """An open case that a further report (`what`: an SMS, a voicemail) may join; 409 once it is finished."""
+        case = self.get_case(session, number, actor)
+        if case.state not in OPEN_STATES:
+            raise WorkflowError(f"case {case.number} is {STATES[case.state]}, not open: {what} can join only an open "
+                                "case; make a new case from it instead", status=409)
+        return case
 
     def get_case(self, session: Session, number: str, actor: Actor) -> Case:
         case = session.scalar(select(Case).where(Case.number == number, self.visible(actor)))

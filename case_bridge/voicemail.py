@@ -18,7 +18,6 @@ from case_bridge.calls import RecordingRejected, recording_facts
 from case_bridge.models import Call, Case
 from case_bridge.schemas import NewCase
 from case_bridge.service import CaseCore
-from case_bridge.workflow import OPEN_STATES, STATES, WorkflowError
 from hotline.accounts import Actor
 from hotline.db import utcnow
 
@@ -90,10 +89,7 @@ def convert(session: Session, core: CaseCore, uniqueid: str, actor: Actor, data:
 def merge(session: Session, core: CaseCore, uniqueid: str, case_number: str, actor: Actor) -> Case:
     """The message is about a case that is still open: it joins that case's timeline."""
     call = _open(session, uniqueid)
-    case = core.get_case(session, case_number, actor)
-    if case.state not in OPEN_STATES:
-        raise WorkflowError(f"case {case.number} is {STATES[case.state]}, not open: a message can join only an "
-                            "open case; make a new case from it instead", status=409)
+    case = core.case_to_join(session, case_number, actor, "a voicemail")
     core.add_note(session, case, actor, "voicemail_merged", f"语音留言（通话 {uniqueid}，来电 {call.caller or '未知'}）",
                   {"uniqueid": uniqueid, "caller": call.caller})
     _handled(call, "merged", actor, f"并入 {case.number}")

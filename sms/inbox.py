@@ -6,7 +6,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from case_bridge import OPEN_STATES, STATES, Case, CaseCore, NewCase, WorkflowError
+from case_bridge import Case, CaseCore, NewCase
 from case_bridge.models import SmsMessage, SmsWorkItem
 from hotline.accounts import Actor
 
@@ -48,10 +48,7 @@ def convert(session: Session, core: CaseCore, item_id: int, actor: Actor, data: 
 def merge(session: Session, core: CaseCore, item_id: int, case_number: str, actor: Actor) -> Case:
     """The item reports a case that is already open: it joins that case's timeline."""
     item = _open_item(session, item_id)
-    case = core.get_case(session, case_number, actor)
-    if case.state not in OPEN_STATES:
-        raise WorkflowError(f"case {case.number} is {STATES[case.state]}, not open: an SMS report can join only an "
-                            "open case; make a new case from it instead", status=409)
+    case = core.case_to_join(session, case_number, actor, "an SMS report")
     core.add_note(session, case, actor, "sms_merged", f"短信 {item.reference}: {item.text[:500]}",
                   {"work_item": item.reference, "phone": item.phone})
     _close_item(session, item, "merged", case)
