@@ -8,4 +8,6 @@ source scripts/bootstrap.sh
 # PostgreSQL's server binaries live off PATH on Debian: the glob stands for "initdb is there"
 ensure_apt "/usr/lib/postgresql/*/bin/initdb:postgresql" "espeak-ng:espeak-ng" "sox:sox" "faketime:faketime"
 ensure_venv "[test]"
+# the house's import rules (.importlinter) first: a part reaching into another's modules fails fast
+.venv/bin/lint-imports --no-cache
 exec .venv/bin/python -m pytest "$@"

@@ -23,13 +23,12 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from agent_ui.auth import api_actor
-from case_bridge import ActionIn, Case, CaseCore, CaseOut, HandlingUnit, NewCase, kpi_report, voicemail
-from case_bridge.authz import require
-from case_bridge.duplicates import dismiss
-from case_bridge.schemas import NO_NUL
+import ivr
+import sms
+from case_bridge import (NO_NUL, ActionIn, Case, CaseCore, CaseOut, HandlingUnit, NewCase, dismiss_link, kpi_report,
+                         require)
 from hotline.accounts import Actor
-from ivr.ami import AMIError, AMINotConnected
-from sms import inbox as sms_work
+from ivr import AMIError, AMINotConnected
 
 router = APIRouter(prefix="/api/v1")
 ActorDep = Annotated[Actor, Depends(api_actor)]
@@ -112,14 +111,14 @@ def act(number: CaseNumber, action: ACTIONS, params: ActionIn, request: Request,
 
 
 @router.post("/cases/{number}/links/{link_id}/dismiss", tags=["cases"], response_model=CaseOut, responses={401: {}, 403: {}, 404: {}})
-def dismiss_link(number: CaseNumber, link_id: Annotated[int, Path(ge=1, le=2**31 - 1)], request: Request, actor: ActorDep) -> CaseOut:
+def dismiss_suggested_repeat(number: CaseNumber, link_id: Annotated[int, Path(ge=1, le=2**31 - 1)], request: Request, actor: ActorDep) -> CaseOut:
     """Mark a suggested repeat as not a repeat (to confirm one, void the newer case with duplicate_of)."""
     require(actor, "case.link")
     core = _core(request)
     with request.app.state.db.session() as session:
         case = core.get_case(session, number, actor)
         try:
-            dismiss(session, case, link_id)
+            dismiss_link(session, case, link_id)
         except LookupError as exc:
             raise HTTPException(404, str(exc)) from None
         return core.to_out(session, case, actor)
@@ -273,15 +272,15 @@ def sms_inbox(request: Request, actor: ActorDep) -> list[dict]:
     """Reports by SMS waiting for an agent: located, with a suggested category, oldest first."""
     require(actor, "sms.read")
     with request.app.state.db.read_session() as session:
-        return sms_work.open_items(session)
+        return sms.open_work_items(session)
 
 
 @router.post("/sms/inbox/{item_id}/case", tags=["sms"], response_model=CaseOut, status_code=201,
              responses={**BAD_BODY, 401: {}, 403: {}, 404: {}, 422: {}})
 def sms_to_case(request: Request, actor: ActorDep, item_id: ItemId, data: NewCase) -> CaseOut:
     """Turn an SMS work item into a case (channel sms, the sender as caller)."""
-    return _work_on(request, actor, "sms.work", sms_work.WorkItemError,
-                    lambda session, core: sms_work.convert(session, core, item_id, actor, data))
+    return _work_on(request, actor, "sms.work", sms.WorkItemError,
+                    lambda session, core: sms.work_item_to_case(session, core, item_id, actor, data))
 
 
 @router.post("/sms/inbox/{item_id}/merge/{number}", tags=["sms"], response_model=CaseOut,
@@ -289,8 +288,8 @@ def sms_to_case(request: Request, actor: ActorDep, item_id: ItemId, data: NewCas
 def sms_merge(request: Request, actor: ActorDep, item_id: ItemId,
               number: Annotated[str, Path(max_length=24, pattern=NO_NUL)]) -> CaseOut:
     """The work item reports an open case: it joins that case's timeline."""
-    return _work_on(request, actor, "sms.work", sms_work.WorkItemError,
-                    lambda session, core: sms_work.merge(session, core, item_id, number, actor))
+    return _work_on(request, actor, "sms.work", sms.WorkItemError,
+                    lambda session, core: sms.merge_work_item(session, core, item_id, number, actor))
 
 
 # ------------------------------------------------------------------------------ voicemail
@@ -306,7 +305,7 @@ def voicemail_list(request: Request, actor: ActorDep) -> list[dict]:
     """Messages left after hours or when no agent answered, waiting for an agent, oldest first."""
     require(actor, "voicemail.read")
     with request.app.state.db.read_session() as session:
-        return voicemail.open_messages(session, request.app.state.settings.asterisk_spool_dir)
+        return ivr.open_messages(session, request.app.state.settings.asterisk_spool_dir)
 
 
 @router.get("/voicemail/{uniqueid}/audio", tags=["voicemail"], response_class=FileResponse,
@@ -316,8 +315,8 @@ def voicemail_audio(request: Request, actor: ActorDep, uniqueid: Uniqueid) -> Fi
     require(actor, "voicemail.read")
     with request.app.state.db.read_session() as session:
         try:
-            path = voicemail.message_file(session, uniqueid, request.app.state.settings.asterisk_spool_dir)
-        except voicemail.MessageNotOpen as exc:
+            path = ivr.message_file(session, uniqueid, request.app.state.settings.asterisk_spool_dir)
+        except ivr.MessageNotOpen as exc:
             raise HTTPException(404, str(exc)) from None
     return FileResponse(path, media_type="audio/wav", headers={"Cache-Control": "private, no-store"})
 
@@ -326,8 +325,8 @@ def voicemail_audio(request: Request, actor: ActorDep, uniqueid: Uniqueid) -> Fi
              responses={**BAD_BODY, 401: {}, 403: {}, 404: {}, 422: {}})
 def voicemail_to_case(request: Request, actor: ActorDep, uniqueid: Uniqueid, data: NewCase) -> CaseOut:
     """Make a case of the message (channel phone, the caller's number, linked to the call)."""
-    return _work_on(request, actor, "voicemail.work", voicemail.MessageNotOpen,
-                    lambda session, core: voicemail.convert(session, core, uniqueid, actor, data))
+    return _work_on(request, actor, "voicemail.work", ivr.MessageNotOpen,
+                    lambda session, core: ivr.message_to_case(session, core, uniqueid, actor, data))
 
 
 @router.post("/voicemail/{uniqueid}/merge/{number}", tags=["voicemail"], response_model=CaseOut,
@@ -335,8 +334,8 @@ def voicemail_to_case(request: Request, actor: ActorDep, uniqueid: Uniqueid, dat
 def voicemail_merge(request: Request, actor: ActorDep, uniqueid: Uniqueid,
                     number: Annotated[str, Path(max_length=24, pattern=NO_NUL)]) -> CaseOut:
     """The message is about an open case: it joins that case's timeline."""
-    return _work_on(request, actor, "voicemail.work", voicemail.MessageNotOpen,
-                    lambda session, core: voicemail.merge(session, core, uniqueid, number, actor))
+    return _work_on(request, actor, "voicemail.work", ivr.MessageNotOpen,
+                    lambda session, core: ivr.merge_message(session, core, uniqueid, number, actor))
 
 
 @router.post("/voicemail/{uniqueid}/dismiss", tags=["voicemail"], status_code=204,
@@ -346,8 +345,8 @@ def voicemail_dismiss(request: Request, actor: ActorDep, uniqueid: Uniqueid, bod
     require(actor, "voicemail.work")
     with request.app.state.db.session() as session:
         try:
-            voicemail.dismiss(session, uniqueid, actor, body.reason)
-        except voicemail.MessageNotOpen as exc:
+            ivr.dismiss_message(session, uniqueid, actor, body.reason)
+        except ivr.MessageNotOpen as exc:
             raise HTTPException(404, str(exc)) from None
         except ValueError as exc:
             raise HTTPException(422, str(exc)) from None

@@ -12,9 +12,8 @@ from fastapi.templating import Jinja2Templates
 from sqlalchemy import func, select
 
 from agent_ui import api
-from case_bridge import Case, CaseCore, CaseInputError, CaseNotFound, CatalogueError, HandlingUnit, WorkflowError
-from case_bridge.authz import Forbidden
-from case_bridge.open311 import install_open311
+from case_bridge import (Case, CaseCore, CaseInputError, CaseNotFound, CatalogueError, Forbidden, HandlingUnit,
+                         WorkflowError, install_open311)
 from hotline import clock
 from hotline.bus import EventBus, InProcessBus
 from hotline.db import Database

@@ -425,9 +425,10 @@ async def run_ours(smsc: SmscProcess, messages: list[Message], db_url: str, data
     from sqlalchemy import func, select, update
 
     from case_bridge import outbox
-    from case_bridge.models import OutboxItem, SmsMessage, SmsPart
+    from case_bridge.models import OutboxItem
     from hotline.db import Database, utcnow
     from hotline.settings import load_settings
+    from sms.models import SmsMessage, SmsPart
     from sms.service import SmsService
 
     parts = sum(len(m.parts) for m in messages)

@@ -29,11 +29,10 @@ from datetime import datetime, timedelta
 from typing import Any, Callable, Iterator
 
 from sqlalchemy import and_, bindparam, or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from case_bridge.models import CaseEvent, OutboxItem
-from hotline.db import Database, utcnow
+from hotline.db import Database, conflict_insert, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -69,9 +68,8 @@ def enqueue(session: Session, kind: str, payload: dict[str, Any], key: str,
             case_id: int | None = None, due_at: datetime | None = None) -> None:
     """Add an effect; a second enqueue with the same key is ignored (the effect is one thing)."""
     due = due_at or utcnow()
-    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
     session.execute(
-        dialect.insert(OutboxItem)
+        conflict_insert(session, OutboxItem)
         .values(kind=kind, payload=payload, idempotency_key=key, case_id=case_id, due_at=due,
                 available_at=due, status="pending", attempts=0, last_error="", result={}, created_at=utcnow())
         .on_conflict_do_nothing(index_elements=["idempotency_key"])

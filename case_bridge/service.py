@@ -12,7 +12,7 @@ from sqlalchemy import or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from case_bridge import authz, calls, duplicates, outbox
+from case_bridge import authz, duplicates, outbox
 from case_bridge.catalogue import Catalogue, CatalogueError, load_catalogue
 from case_bridge.deadlines import Clock, TimeLimits, load_time_limits
 from case_bridge.models import Case, CaseEvent, CaseLink, HandlingUnit, OutboxItem
@@ -115,8 +115,6 @@ class CaseCore:
                 if existing is not None:
                     return self._repeated(existing, digest)
             raise
-        if data.call_uniqueid:
-            calls.link_case(session, case)
         self._event(session, case, actor, "create", None, "intake", note="",
                     data={"channel": data.channel, "request_type": data.request_type, "placement": placed,
                           "route": route})

@@ -102,7 +102,7 @@ async def _serve(settings, web: bool, agi: bool, ami: bool, sms: bool = False) -
     from hotline.bus import InProcessBus
     from hotline.db import Database
     from ivr import Telephony
-    from sms.service import SmsService
+    from sms import SmsService
     bus = InProcessBus()
     db = Database(settings.database_url)
     core = CaseCore(settings)
@@ -168,7 +168,7 @@ def cmd_sms(args) -> None:
 def cmd_prompts_build(args) -> None:
     from tqdm import tqdm
 
-    from ivr.prompts import PromptError, build_prompts
+    from ivr import PromptError, build_prompts
     settings = get_settings()
     bar = lambda items, total, label: tqdm(items, total=total, desc=label, unit=" prompts")  # noqa: E731
     try:
@@ -198,7 +198,7 @@ def cmd_asterisk_config(args) -> None:
 
 def cmd_simulate_call(args) -> None:
     """Drive our FastAGI server as Asterisk would (the tests' peer), printing what the caller hears."""
-    from ivr.simulate import simulate_call
+    from ivr import simulate_call
     keys = [k.strip() for k in args.keys.split(",")] if args.keys else []
     try:
         lines = asyncio.run(simulate_call(get_settings(), args.script, args.caller, keys, case_number=args.case,
@@ -289,7 +289,7 @@ def cmd_case_show(args) -> None:
     settings = get_settings()
     core = CaseCore(settings)
     admin = Actor(role="supervisor", username="cli")
-    from case_bridge.calls import calls_of_case
+    from ivr import calls_of_case
     try:
         with _db().session() as session:
             case = core.get_case(session, args.number, admin)
@@ -330,7 +330,7 @@ def _router():
     """The router as the product runs it: settings' gazetteer and rules, plus confirmed placements."""
     from sqlalchemy import inspect
 
-    from case_bridge.placement import Router
+    from case_bridge import Router
     router = Router(get_settings())
     db = _db()
     if inspect(db.engine).has_table("address_evidence"):
@@ -367,7 +367,7 @@ def cmd_routing_import(args) -> None:
     from tqdm import tqdm
 
     import routing
-    from case_bridge.placement import INSTALLED_INDEX
+    from case_bridge import INSTALLED_INDEX
     dest = get_settings().data_dir / INSTALLED_INDEX if args.output is None else args.output
     bar = lambda items, total, label: tqdm(items, total=total, desc=label, unit=" rows")  # noqa: E731
     try:
@@ -382,14 +382,14 @@ def cmd_routing_import(args) -> None:
 
 
 def cmd_routing_eval(args) -> None:
-    from routing.evaluate import EvalFileError, evaluate, format_report, read_labelled
+    from routing import EvalFileError, evaluate_labelled, format_report, read_labelled
     router = _router()
     threshold = router.threshold if args.threshold is None else args.threshold
     try:
         columns = args.column or ["address"]
         for column in columns:
             rows = read_labelled(args.file, router.gazetteer, column)
-            report = evaluate(router.gazetteer, rows, threshold)
+            report = evaluate_labelled(router.gazetteer, rows, threshold)
             print(format_report(router.gazetteer, report, threshold, f"== {args.file} [{column}]"))
     except EvalFileError as exc:
         sys.exit(str(exc))

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Iterator
 
 from sqlalchemy import JSON, Connection, DateTime, Engine, create_engine, event
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
@@ -85,6 +86,13 @@ def _prepare_postgresql(engine: Engine) -> None:
     def _on_begin(conn: Connection) -> None:
         if _read_only(conn):  # the transaction's first statement; it ends with the transaction
             conn.exec_driver_sql("SET TRANSACTION READ ONLY")
+
+
+def conflict_insert(session: Session, table):
+    """INSERT for `table` that can say what to do on a unique conflict (`.on_conflict_do_nothing`,
+    `.on_conflict_do_update`): PostgreSQL's or SQLite's dialect of it, for the session's database."""
+    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+    return dialect.insert(table)
 
 
 def make_engine(url: str, **kwargs) -> Engine:

@@ -34,6 +34,7 @@ from panoramisk.manager import Manager
 from panoramisk.message import Message
 
 from hotline.bus import EventBus
+from hotline.settings import Settings
 from ivr.ami_state import CallCentreState, Notice, known
 
 log = logging.getLogger(__name__)
@@ -247,6 +248,15 @@ class AMIClient(Manager):
         self._pending_notices: list[Notice] = []
         self._publisher: asyncio.Task | None = None
         self.banner: asyncio.Future | None = None
+
+    @classmethod
+    def from_settings(cls, settings: "Settings", *, bus: EventBus | None = None,
+                      state: CallCentreState | None = None) -> "AMIClient":
+        """The product's AMI link to its Asterisk as the settings describe it: the one place it is made
+        (the live link of `Telephony` and the satisfaction callbacks' link alike)."""
+        return cls(settings.ami_host, settings.ami_port, settings.ami_username, settings.ami_secret, bus=bus,
+                   state=state, ping_seconds=settings.ami_ping_seconds, ping_timeout=settings.ami_ping_timeout_seconds,
+                   reconnect_max=settings.ami_reconnect_max_seconds)
 
     # ---------------------------------------------------------------------------- link
     async def run(self) -> None:

@@ -10,10 +10,10 @@ far they got. A hangup surfaces as `CallerHungUp` from the next command and ends
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ivr.agi import PromptFailed
+from ivr.call_types import CallNotes
 
 if TYPE_CHECKING:
     from ivr.agi import AGICall
@@ -28,20 +28,6 @@ MENU = {"1": "report", "2": "progress", "3": "consult", "0": "agent"}
 SURVEY_KEYS = {"1": "满意", "2": "基本满意", "3": "不满意"}
 MENU_TRIES = 3
 CASE_DIGITS_MAX = 20
-
-
-@dataclass
-class CallNotes:
-    """What a flow learned about the call; saved whatever happens."""
-    intent: str | None = None
-    queue: str | None = None
-    district_code: str | None = None
-    asked_case: str | None = None
-    keys: list[str] = field(default_factory=list)
-    facts: dict[str, Any] = field(default_factory=dict)
-
-    def ivr(self) -> dict[str, Any]:
-        return {"keys": list(self.keys), **self.facts}
 
 
 # keys that stop a prompt: the caller who knows the menu need not hear it out

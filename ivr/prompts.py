@@ -181,7 +181,7 @@ def packaged_catalogue_path() -> Path:
 def configured_districts(settings: Settings | None = None) -> dict[str, str]:
     """District code → name for the gazetteer the settings name (Shenzhen unless configured otherwise)."""
     import routing
-    from case_bridge.placement import load_settings_gazetteer
+    from case_bridge import load_settings_gazetteer
     from hotline.settings import get_settings
     try:
         gz = load_settings_gazetteer(settings or get_settings())

@@ -1,4 +1,4 @@
-"""Call records from the AMI side: bus notices → rows in `calls` (see case_bridge.calls).
+"""Call records from the AMI side: bus notices → rows in `calls` (see ivr.calls).
 
 Runs as a bus subscriber so that the AMI reader never waits for the database; each write
 runs in a worker thread. A recording is registered only once MixMonitor has finished with it:
@@ -13,7 +13,7 @@ import logging
 from datetime import datetime
 from typing import Any
 
-from case_bridge.calls import RecordingRejected, record_call, recording_facts
+from ivr.calls import RecordingRejected, record_call, recording_facts
 from hotline.bus import BusEvent, EventBus
 from hotline.db import Database
 from hotline.phone import InvalidPhoneNumber, normalise

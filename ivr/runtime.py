@@ -45,10 +45,8 @@ class Telephony:
         self.bus = bus or InProcessBus()
         self.core = core or CaseCore(settings)
         self.agi = build_agi_server(settings, db, self.core, self.bus) if agi else None
-        self.ami = AMIClient(settings.ami_host, settings.ami_port, settings.ami_username, settings.ami_secret,
-                             bus=self.bus, state=CallCentreState(zone=settings.zone), ping_seconds=settings.ami_ping_seconds,
-                             ping_timeout=settings.ami_ping_timeout_seconds,
-                             reconnect_max=settings.ami_reconnect_max_seconds) if ami else None
+        self.ami = AMIClient.from_settings(settings, bus=self.bus, state=CallCentreState(zone=settings.zone)) \
+            if ami else None
         self.recorder = CallRecorder(settings, db)
         self._server: asyncio.AbstractServer | None = None
         self._ami_task: asyncio.Task | None = None

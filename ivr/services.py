@@ -9,41 +9,27 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import re
-from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 
-from case_bridge import ActionIn, Case, CaseCore, WorkflowError
-from case_bridge.calls import record_call
+from case_bridge import OPEN_STATES, ActionIn, Case, CaseCore, WorkflowError
 from hotline.accounts import SYSTEM
-from case_bridge.workflow import OPEN_STATES
 from hotline.bus import EventBus
 from hotline.db import Database, utcnow
 from hotline.phone import InvalidPhoneNumber, normalise
 from hotline.settings import Settings
 from ivr import survey_keys
+from ivr.call_types import CallNotes, CaseBrief
+from ivr.calls import record_call
 from ivr.ami_state import known
 
 if TYPE_CHECKING:
     from ivr.agi import AGICall
-    from ivr.flows import CallNotes
     from ivr.prompts import Catalogue
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class CaseBrief:
-    number: str
-    state: str
-
-    @property
-    def digits(self) -> str:
-        """What a caller keys for this case: its number without the letter (E0102…→0102…)."""
-        return re.sub(r"\D", "", self.number)
 
 
 class IVRServices:
@@ -107,7 +93,7 @@ class IVRServices:
         await asyncio.to_thread(self._record, call.uniqueid, None, fields)
         await self._publish("call.ivr_started", {"uniqueid": call.uniqueid, "caller": caller, "direction": direction})
 
-    async def call_notes(self, uniqueid: str, notes: "CallNotes") -> None:
+    async def call_notes(self, uniqueid: str, notes: CallNotes) -> None:
         fields = dict(intent=notes.intent, queue=notes.queue, district_code=notes.district_code,
                       asked_case=notes.asked_case)
         try:

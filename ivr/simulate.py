@@ -20,8 +20,7 @@ from pathlib import Path, PurePath
 
 from sqlalchemy import select
 
-from case_bridge import Case, CaseCore
-from case_bridge.seed import seed_units
+from case_bridge import Case, CaseCore, seed_units
 from hotline.db import Database
 from hotline.migrate import upgrade
 from hotline.settings import Settings

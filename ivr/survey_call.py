@@ -23,10 +23,7 @@ from typing import Any, Awaitable, Callable, TypeVar
 
 from sqlalchemy import select
 
-from case_bridge import outbox
-from case_bridge.models import Case, CaseEvent
-from case_bridge.outbox import EffectError, register_effect
-from case_bridge.service import callback_slot
+from case_bridge import Case, CaseEvent, EffectError, callback_slot, enqueue_effect, register_effect
 from hotline.db import Database, utcnow
 from hotline.settings import Settings, get_settings
 from ivr import survey_keys
@@ -50,14 +47,17 @@ def _database(url: str) -> Database:
     return Database(url)
 
 
+_links: dict[tuple, "CallbackLink"] = {}
+_links_guard = threading.Lock()
+
+
 def _link(settings: Settings) -> "CallbackLink":
-    return _links(settings.ami_host, settings.ami_port, settings.ami_username, settings.ami_secret,
-                  settings.ami_reconnect_max_seconds)
-
-
-@lru_cache(maxsize=2)
-def _links(host: str, port: int, username: str, secret: str, reconnect_max: float) -> "CallbackLink":
-    return CallbackLink(host, port, username, secret, reconnect_max)
+    """The worker process's one callback link to the PBX the settings name."""
+    key = (settings.ami_host, settings.ami_port, settings.ami_username, settings.ami_secret)
+    with _links_guard:
+        if key not in _links:
+            _links[key] = CallbackLink(settings)
+        return _links[key]
 
 
 T = TypeVar("T")
@@ -70,8 +70,8 @@ class CallbackLink:
     threads or processes) can share it; it is opened on first use and again after it dropped.
     An Originate is never replayed on a new link: a dropped link is an unknown outcome."""
 
-    def __init__(self, host: str, port: int, username: str, secret: str, reconnect_max: float = 30.0) -> None:
-        self.config = (host, port, username, secret, reconnect_max)
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
         self._client: AMIClient | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._guard = threading.Lock()
@@ -109,8 +109,7 @@ class CallbackLink:
                 return client
             if client is not None:
                 await client.stop()
-            host, port, username, secret, reconnect_max = self.config
-            client = AMIClient(host, port, username, secret, reconnect_max=reconnect_max)
+            client = AMIClient.from_settings(self.settings)
             try:
                 await client.connect_once(resync=False)
             except (OSError, asyncio.TimeoutError, AMIError) as exc:
@@ -186,13 +185,13 @@ class SurveyCaller:
         if attempt >= self.settings.survey_call_attempts and outcome != "answered":
             return self._by_sms(s, case, f"{attempt} attempts unanswered")
         due = callback_slot(s, self.settings, utcnow(), RETRY_AFTER_MINUTES)
-        outbox.enqueue(s, "survey_call", {**payload, "attempt": attempt + 1},
+        enqueue_effect(s, "survey_call", {**payload, "attempt": attempt + 1},
                        key=f"survey:{case.id}:attempt{attempt + 1}", case_id=case.id, due_at=due)
         return {"next_attempt": attempt + 1, "due_at": due.isoformat()}
 
     def _by_sms(self, s, case: Case, why: str) -> dict[str, Any]:
         if case.caller_phone:
-            outbox.enqueue(s, "sms", {"to": case.caller_phone, "template": "survey", "case_number": case.number},
+            enqueue_effect(s, "sms", {"to": case.caller_phone, "template": "survey", "case_number": case.number},
                            key=f"sms:survey:{case.id}", case_id=case.id, due_at=utcnow())
         return {"fallback": "sms", "why": why}
 

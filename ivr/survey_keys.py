@@ -18,7 +18,7 @@ from datetime import timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from case_bridge.models import Case, CaseEvent
+from case_bridge import Case, CaseEvent
 from hotline.db import utcnow
 
 KEY_LIFETIME = timedelta(hours=1)   # a callback rings for seconds; an hour covers a slow answer and clock skew

@@ -14,13 +14,15 @@ import threading
 from pathlib import Path
 
 from routing.configured import INSTALLED_INDEX, configured_rules_file, gazetteer_source, load_configured
+from routing.evaluate import EvalFileError, format_report, read_labelled
+from routing.evaluate import evaluate as evaluate_labelled
 from routing.divisions import Division, DivisionError, load_divisions, packaged_city
 from routing.gazetteer import GazetteerError, read_source
 from routing.index import Gazetteer, load_index
 from routing.locate import Alternative, Placement, locate_in, locate_point_in
 from routing.rules import Route, Rules, RulesError, load_rules
 
-__all__ = ["INSTALLED_INDEX", "Alternative", "Division", "DivisionError", "Gazetteer", "GazetteerError", "Placement", "Route",
+__all__ = ["INSTALLED_INDEX", "EvalFileError", "evaluate_labelled", "format_report", "read_labelled", "Alternative", "Division", "DivisionError", "Gazetteer", "GazetteerError", "Placement", "Route",
            "Rules", "RulesError", "compile_gazetteer", "default_gazetteer", "import_gazetteer", "install",
            "configured_rules_file", "gazetteer_source", "load_configured", "load_divisions", "load_gazetteer",
            "load_rules", "locate", "locate_point", "packaged_city"]

@@ -24,14 +24,14 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import select
 from sqlalchemy import text as sql
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from case_bridge import ActionIn, Case, CaseCore, WorkflowError, outbox
-from case_bridge.models import CaseCounter, OutboxItem, SmsMessage, SmsOptOut, SmsWorkItem
-from case_bridge.placement import placement_summary
+from case_bridge import (ActionIn, Case, CaseCore, OutboxItem, WorkflowError, enqueue_effect, next_in_sequence,
+                         placement_summary)
 from hotline.accounts import SYSTEM
+from hotline.db import conflict_insert
 from hotline.settings import Settings
+from sms.models import SmsMessage, SmsOptOut, SmsWorkItem
 from sms.numbers import NPI_UNKNOWN, TON_UNKNOWN, from_smsc
 
 log = logging.getLogger(__name__)
@@ -85,8 +85,7 @@ def receive(session: Session, core: CaseCore, settings: Settings, mo: MO) -> Out
             SmsMessage.direction == "in", SmsMessage.phone == (phone or source), SmsMessage.text == text,
             SmsMessage.at > at - RESEND_WINDOW).limit(1)) is not None:
         return Outcome("duplicate")   # the same text again, resent by the SMSC under a new id
-    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
-    message_id = session.scalar(dialect.insert(SmsMessage).values(
+    message_id = session.scalar(conflict_insert(session, SmsMessage).values(
         direction="in", dedupe_key=key, phone=phone or source, service_addr=service_addr, text=text, at=at,
         status="stored", parts=1, data=flags).on_conflict_do_nothing(index_elements=["dedupe_key"])
         .returning(SmsMessage.id))
@@ -116,14 +115,13 @@ def receive(session: Session, core: CaseCore, settings: Settings, mo: MO) -> Out
 
 def _reply(session: Session, message: SmsMessage, template: str, values: dict, at: datetime,
            case_id: int | None = None) -> None:
-    outbox.enqueue(session, "sms", {"to": message.phone, "template": template, "values": values, "essential": True},
+    enqueue_effect(session, "sms", {"to": message.phone, "template": template, "values": values, "essential": True},
                    key=f"sms:reply:{message.id}", case_id=case_id, due_at=at)
 
 
 def _opt_out(session: Session, message: SmsMessage, phone: str, at: datetime) -> Outcome:
     message.kind = "opt_out"
-    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
-    session.execute(dialect.insert(SmsOptOut).values(phone=phone, at=at, via=message.text[:80])
+    session.execute(conflict_insert(session, SmsOptOut).values(phone=phone, at=at, via=message.text[:80])
                     .on_conflict_do_nothing(index_elements=["phone"]))
     _reply(session, message, "opt_out", {}, at)
     return Outcome("opt_out", message.id)
@@ -159,7 +157,7 @@ def _progress(session: Session, message: SmsMessage, phone: str, asked: str | No
         _reply(session, message, "not_found", {"asked": asked or ""}, at)
         return Outcome("progress", message.id)
     message.case_id = case.id
-    outbox.enqueue(session, "sms", {"to": phone, "template": "progress", "case_number": case.number, "essential": True},
+    enqueue_effect(session, "sms", {"to": phone, "template": "progress", "case_number": case.number, "essential": True},
                    key=f"sms:reply:{message.id}", case_id=case.id, due_at=at)
     return Outcome("progress", message.id, case.number)
 
@@ -198,8 +196,4 @@ def _serialise(session: Session, phone: str) -> None:
 
 def _reference(session: Session, at: datetime, settings: Settings) -> str:
     day = at.astimezone(settings.zone).strftime("%Y%m%d")
-    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
-    seq = session.execute(dialect.insert(CaseCounter).values(key=f"SMS-{day}", value=1)
-                          .on_conflict_do_update(index_elements=["key"], set_={"value": CaseCounter.value + 1})
-                          .returning(CaseCounter.value)).scalar_one()
-    return f"DX{day}{seq:04d}"
+    return f"DX{day}{next_in_sequence(session, f'SMS-{day}'):04d}"

@@ -7,8 +7,8 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from case_bridge import Case, CaseCore, NewCase
-from case_bridge.models import SmsMessage, SmsWorkItem
 from hotline.accounts import Actor
+from sms.models import SmsMessage, SmsWorkItem
 
 
 class WorkItemError(LookupError):

@@ -21,13 +21,11 @@ from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
-from case_bridge import Case, CaseEvent, outbox
-from case_bridge.models import HandlingUnit, SmsMessage, SmsOptOut, SmsPart
-from case_bridge.outbox import EffectError, PermanentEffectError
-from case_bridge.workflow import STATES
+from case_bridge import STATES, Case, CaseEvent, EffectError, HandlingUnit, PermanentEffectError, enqueue_effect
 from hotline.db import Database, utcnow
 from hotline.settings import Settings
 from sms.connector import PermanentSendError, Receipt, SendError
+from sms.models import SmsMessage, SmsOptOut, SmsPart
 from sms.numbers import sms_target
 from sms.segment import Segment, segments
 from sms.templates import TemplateError, Templates, case_values
@@ -81,7 +79,7 @@ class Sender:
                 if s.get(SmsOptOut, target.e164) is not None:
                     return {"skipped": "the number opted out of non-essential texts"}
                 if later is not None:
-                    outbox.enqueue(s, "sms", payload, key=f"{key}@{later:%Y%m%d}", due_at=later,
+                    enqueue_effect(s, "sms", payload, key=f"{key}@{later:%Y%m%d}", due_at=later,
                                    case_id=self._case_id(s, payload))
                     return {"deferred_to": later.isoformat()}
         rendered = self._render(payload, template)   # before the write transaction (SQLite: one writer)

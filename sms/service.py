@@ -12,7 +12,7 @@ import logging
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from case_bridge import CaseCore, outbox
+from case_bridge import CaseCore, EffectClaim, claim_due_effects, perform_effect, register_effect
 from hotline.bus import EventBus
 from hotline.db import Database
 from hotline.settings import Settings
@@ -35,7 +35,7 @@ class SmsService:
             source_addr=settings.sms_source_addr, system_type=settings.smpp_system_type, window=settings.smpp_window,
             rate=settings.smpp_rate_per_second, reconnect_max=settings.smpp_reconnect_max_seconds)
         self.sender = Sender(settings, db, load_templates(settings.sms_templates_dir), self._submit)
-        outbox.register_effect("sms")(self.sender)
+        register_effect("sms")(self.sender)
         self.connector.on_inbound(self._inbound)
         self.connector.on_receipt(self._receipt)
         self.pool = ThreadPoolExecutor(max_workers=max(4, settings.smpp_window), thread_name_prefix="sms")
@@ -76,12 +76,12 @@ class SmsService:
             if not claims:
                 await self._pause(min(s.outbox_poll_seconds, 0.5))
                 continue
-            await asyncio.gather(*(self.loop.run_in_executor(self.pool, outbox.perform, self.db, c,
+            await asyncio.gather(*(self.loop.run_in_executor(self.pool, perform_effect, self.db, c,
                                                              s.outbox_max_attempts) for c in claims))
 
-    def _claim(self) -> list[outbox.Claim]:
+    def _claim(self) -> list[EffectClaim]:
         with self.db.session() as session:
-            return outbox.claim_due(session, self.settings.outbox_lease_seconds,
+            return claim_due_effects(session, self.settings.outbox_lease_seconds,
                                     max(self.settings.smpp_window * 4, 20), kinds=["sms"])
 
     async def _pause(self, seconds: float) -> None:

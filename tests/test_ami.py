@@ -10,9 +10,9 @@ import pytest
 from hypothesis import given, settings as hsettings, strategies as st
 from sqlalchemy import select
 
-from case_bridge.models import Call
 from hotline.bus import InProcessBus
 from ivr.ami import AMIClient, AMIDisconnected, AMINotConnected, AMIProtocol, parse_message
+from ivr.models import Call
 from ivr.recorder import CallRecorder
 from tests.support.waiting import until
 from tests.support import transcripts

@@ -43,9 +43,9 @@ def test_simulated_calls_and_surveys_change_nothing_unless_told(tmp_path):
     uniqueid = re.search(r"call (sim-[0-9.]+) from", tried.stdout).group(1)
     from sqlalchemy import select
 
-    from case_bridge.models import Call
     from hotline.db import Database
     from hotline.settings import get_settings
+    from ivr.models import Call
     get_settings.cache_clear()
     db = Database(get_settings().database_url)
     with db.session() as s:

@@ -10,10 +10,11 @@ import pytest
 from sqlalchemy import select
 
 from case_bridge import Case, NewCase, seed_units
-from case_bridge.models import Call, CaseEvent
+from case_bridge.models import CaseEvent
 from ivr import flows
 from ivr.agi import AGIServer
 from ivr.agi_peer import AGIPeer
+from ivr.models import Call
 from ivr.prompts import load_catalogue
 from ivr.services import IVRServices
 from tests.support.cases import CALLER, callback_key, closed_case, new_case
@@ -147,7 +148,7 @@ async def test_a_caller_hanging_up_midway_keeps_what_was_learned(line, db, idle)
 
 
 async def test_the_cases_reported_on_a_call_are_linked_to_it(line, db, core):
-    from case_bridge.calls import calls_of_case
+    from ivr.calls import calls_of_case
     await line(["1"], uniqueid="1795240999.7")
     with db.session() as s:     # one caller, two problems, one call
         first = core.create_case(s, NewCase(description="占道经营", caller_phone=CALLER, channel="phone",
@@ -156,9 +157,7 @@ async def test_the_cases_reported_on_a_call_are_linked_to_it(line, db, core):
                                              category_key="C0102", call_uniqueid="1795240999.7")).case
         assert first.number != second.number
         linked = [[c.uniqueid for c in calls_of_case(s, case.id)] for case in (first, second)]
-        first_id = first.id
     assert linked == [["1795240999.7"], ["1795240999.7"]]
-    assert stored_call(db, "1795240999.7").case_id == first_id
 
 
 @pytest.fixture

@@ -12,8 +12,9 @@ from hypothesis import HealthCheck, given, settings as hsettings, strategies as 
 from sqlalchemy import func, select
 
 from case_bridge import Case, CaseEvent, outbox
-from case_bridge.models import OutboxItem, SmsMessage, SmsOptOut, SmsWorkItem
+from case_bridge.models import OutboxItem
 from sms.inbound import MAX_TEXT, MO, Outcome, canonical, receive
+from sms.models import SmsMessage, SmsOptOut, SmsWorkItem
 from tests.support.cases import CALLER, closed_case, new_case
 
 PHONE = "+8613800138000"          # CALLER ("13800138000") in E.164

@@ -7,8 +7,9 @@ import pytest
 from sqlalchemy import func, select
 
 from case_bridge import outbox, seed_units
-from case_bridge.models import Case, CaseEvent, OutboxItem, SmsMessage, SmsPart, SmsWorkItem
+from case_bridge.models import Case, CaseEvent, OutboxItem
 from hotline.bus import InProcessBus
+from sms.models import SmsMessage, SmsPart, SmsWorkItem
 from sms.service import SmsService
 from tests.support.waiting import until
 from tests.support.smsc import FakeSMSC
@@ -199,7 +200,7 @@ async def test_the_api_shows_the_link_and_the_work_list(channel, smsc, db, setti
 async def test_opt_outs_and_quiet_hours_hold_back_non_essential_texts(channel, smsc, db, settings):
     from datetime import datetime, time, timezone
 
-    from case_bridge.models import SmsOptOut
+    from sms.models import SmsOptOut
     with db.session() as s:
         s.add(SmsOptOut(phone="+8613800138000", via="TD"))
         outbox.enqueue(s, "sms", {"to": "+8613800138000", "template": "survey", "values": {"number": "E1"}},

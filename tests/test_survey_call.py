@@ -26,7 +26,7 @@ async def pbx():
 @pytest.fixture
 def link(settings, pbx):
     settings.ami_port, settings.ami_secret = pbx.port, "hotline-secret"
-    shared = CallbackLink(settings.ami_host, pbx.port, settings.ami_username, "hotline-secret")
+    shared = CallbackLink(settings)
     yield shared
     shared.close()
 

@@ -10,9 +10,10 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from agent_ui import create_app
-from case_bridge.models import Call, Case
+from case_bridge.models import Case
 from hotline.bus import InProcessBus
 from ivr.ami import AMIClient
+from ivr.models import Call
 from ivr.recorder import CallRecorder
 from tests.support.cases import closed_case, new_case
 from tests.support.fake_ami import FakeAMI

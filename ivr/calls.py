@@ -1,10 +1,11 @@
-"""Call records and their recordings, in the case core.
+"""Call records and their recordings (telephony owns the `calls` table).
 
 A call is keyed by Asterisk's uniqueid. Its facts arrive from two sides in any order — the
 FastAGI flow (what the caller pressed) and the AMI client (queue, agent, times, hangup,
 recording) — so `record_call` merges: it only sets what it is given, and IVR choices
 accumulate. The cases reported on a call carry its uniqueid (`Case.call_uniqueid`), which is
-how the two are linked whichever comes first; one call may bring several cases.
+how the two are linked whichever comes first (the case core knows nothing of calls); one
+call may bring several cases.
 """
 from __future__ import annotations
 
@@ -13,12 +14,12 @@ import wave
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
-from case_bridge.models import Call, Case
-from hotline.db import utcnow
+from case_bridge import Case
+from ivr.models import Call
+from hotline.db import conflict_insert, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -36,8 +37,7 @@ def record_call(session: Session, uniqueid: str, ivr: dict[str, Any] | None = No
     unknown = set(fields) - FIELDS
     if unknown:
         raise TypeError(f"unknown call fields: {', '.join(sorted(unknown))}")
-    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
-    session.execute(dialect.insert(Call).values(uniqueid=uniqueid, direction=fields.get("direction") or "in",
+    session.execute(conflict_insert(session, Call).values(uniqueid=uniqueid, direction=fields.get("direction") or "in",
                                                 ivr={}, updated_at=utcnow())
                     .on_conflict_do_nothing(index_elements=["uniqueid"]))
     call = session.scalar(select(Call).where(Call.uniqueid == uniqueid).with_for_update())
@@ -47,7 +47,7 @@ def record_call(session: Session, uniqueid: str, ivr: dict[str, Any] | None = No
     if ivr:
         call.ivr = {**(call.ivr or {}), **ivr}
         if ivr.get("voicemail") and call.message_state is None:
-            call.message_state = "open"    # a message for the agents' list (case_bridge.voicemail)
+            call.message_state = "open"    # a message for the agents' list (ivr.voicemail)
     if case_id is not None:
         call.case_id = case_id
     if call.case_id is None:
@@ -55,13 +55,6 @@ def record_call(session: Session, uniqueid: str, ivr: dict[str, Any] | None = No
     call.updated_at = utcnow()
     session.flush()
     return call
-
-
-def link_case(session: Session, case: Case) -> None:
-    """Make the case the call's first case, if the call is recorded and has none yet."""
-    if case.call_uniqueid:
-        session.execute(update(Call).where(Call.uniqueid == case.call_uniqueid, Call.case_id.is_(None))
-                        .values(case_id=case.id))
 
 
 def recording_facts(path: str, spool_dir: Path, quiet: bool = False,

@@ -14,10 +14,9 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from case_bridge.calls import RecordingRejected, recording_facts
-from case_bridge.models import Call, Case
-from case_bridge.schemas import NewCase
-from case_bridge.service import CaseCore
+from case_bridge import Case, CaseCore, NewCase
+from ivr.calls import RecordingRejected, recording_facts
+from ivr.models import Call
 from hotline.accounts import Actor
 from hotline.db import utcnow
 
