@@ -56,6 +56,9 @@ async def test_a_long_chinese_text_goes_out_in_parts_and_receipts_aggregate(chan
     enqueue_text(db, "result", number="E0102202611230001", result=LONG)
     await until(lambda: db_count(db, select(func.count()).select_from(SmsMessage)
                                  .where(SmsMessage.status == "delivered")) == 1, what="delivered")
+    # the receipts may arrive before the sender has written its row done
+    await until(lambda: db_count(db, select(func.count()).select_from(OutboxItem)
+                                 .where(OutboxItem.kind == "sms", OutboxItem.status == "done")) == 1, what="row done")
     (destination, text), = smsc.texts()
     assert destination == "13800138000" and "【12319城建热线】" in text and "E0102202611230001" in text
     with db.session() as s:
