@@ -1,10 +1,12 @@
 """Database migrations (Alembic), run by `hotline db upgrade` and on `hotline run`.
 
-One history, one branch per part that owns tables: the kernel's scripts are in
-`hotline/migrations/versions` (branch `hotline`), each part's in `<part>/migrations` (branches
-`case_bridge`, `ivr`, `sms`). Revisions 0001–0004 are the common trunk from before the branches;
-every branch starts from 0004, so a database made then upgrades in place. `upgrade` takes every
-branch to its head.
+One history, and each part that owns tables keeps its scripts beside it: the kernel's in
+`hotline/migrations/versions`, a part's in `<part>/migrations`. Revisions 0001–0004 are the
+common trunk from before the parts had branches; the case core's branch (`case_bridge`, from
+0005) and telephony's (`ivr`, from ivr01) start at 0004, and the kernel's and the SMS channel's
+start the same way with their first change (`revision --head 0004 --branch-label sms
+--version-path sms/migrations`). A database made on the trunk upgrades in place; `upgrade` takes
+every branch to its head.
 """
 from __future__ import annotations
 

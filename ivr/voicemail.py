@@ -32,12 +32,16 @@ def open_messages(session: Session, spool_dir: Path, limit: int = 200) -> list[d
     return [message_out(call, spool_dir) for call in calls]
 
 
-def message_out(call: Call, spool_dir: Path) -> dict[str, Any]:
-    seconds = None
+def _seconds(call: Call, spool_dir: Path) -> float | None:
+    """The message's length; None while its file cannot be read from here."""
     try:
-        seconds = recording_facts(call.ivr["voicemail"], spool_dir, quiet=True)[2]
+        return recording_facts(call.ivr["voicemail"], spool_dir, quiet=True)[2]
     except (RecordingRejected, KeyError, TypeError):
-        pass
+        return None
+
+
+def message_out(call: Call, spool_dir: Path) -> dict[str, Any]:
+    seconds = _seconds(call, spool_dir)
     return {"uniqueid": call.uniqueid, "caller": call.caller, "caller_name": call.caller_name,
             "left_at": (call.ended_at or call.started_at or call.updated_at).isoformat(),
             "queue": call.queue, "district_code": call.district_code,

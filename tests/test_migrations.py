@@ -21,8 +21,8 @@ def test_migrated_schema_matches_the_models(db_url):
         versions = {row[0] for row in conn.exec_driver_sql("SELECT version_num FROM alembic_version")}
     db.dispose()
     assert diff == []
-    assert versions == {"hotline01", "ivr01", "sms01"}    # 0005 is below ivr01, which depends on it
-    assert pending_revisions(versions) == [] and len(pending_revisions(["0004"])) == 4
+    assert versions == {"ivr01"}    # the case core's 0005 is below ivr01, which depends on it
+    assert pending_revisions(versions) == [] and sorted(pending_revisions(["0004"])) == ["0005", "ivr01"]
 
 
 def test_downgrade_and_upgrade_again(tmp_path):
