@@ -4,7 +4,7 @@ never silently merged: a person confirms (the newer case is voided as a repeat) 
 from __future__ import annotations
 
 import math
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -23,36 +23,46 @@ def distance_m(lon1: float, lat1: float, lon2: float, lat2: float) -> float:
     return 2 * EARTH_M * math.asin(math.sqrt(h))
 
 
-def flag_possible_repeats(session: Session, case: Case, settings: Settings) -> list[str]:
-    """Link the new case to open cases it may repeat; returns their numbers."""
-    if not case.category_key or (case.grid_code is None and case.lat is None):
+def candidates(session: Session, settings: Settings, category_key: str | None, grid_code: str | None,
+               lon: float | None, lat: float | None, at: datetime, exclude_id: int | None = None) -> list[tuple[Case, str]]:
+    """Open cases of the same category, in the same grid or near, recent: each with the reason in words.
+    Writes nothing (the desk shows them before submit)."""
+    if not category_key or (grid_code is None and lat is None):
         return []
-    since = case.created_at - timedelta(hours=settings.duplicate_window_hours)
-    q = select(Case).where(Case.id != case.id, Case.category_key == case.category_key,
+    since = at - timedelta(hours=settings.duplicate_window_hours)
+    q = select(Case).where(Case.id != (exclude_id or 0), Case.category_key == category_key,
                            Case.state.in_(OPEN_STATES), Case.created_at >= since)
     radius = settings.duplicate_distance_m
-    if case.lat is not None:
+    if lat is not None and lon is not None:
         dlat = radius / 111_320 * 1.01
-        dlon = dlat / max(0.01, math.cos(math.radians(case.lat)))
-        near = (Case.lat.between(case.lat - dlat, case.lat + dlat) & Case.lon.between(case.lon - dlon, case.lon + dlon))
-        q = q.where(near | (Case.grid_code == case.grid_code) if case.grid_code else near)
+        dlon = dlat / max(0.01, math.cos(math.radians(lat)))
+        near = (Case.lat.between(lat - dlat, lat + dlat) & Case.lon.between(lon - dlon, lon + dlon))
+        q = q.where(near | (Case.grid_code == grid_code) if grid_code else near)
     else:
-        q = q.where(Case.grid_code == case.grid_code)
+        q = q.where(Case.grid_code == grid_code)
     found = []
     for other in session.scalars(q.order_by(Case.id).limit(20)):
-        if case.grid_code and other.grid_code == case.grid_code:
-            reason = f"同一单元网格 {case.grid_code}"
-        elif other.lat is not None and case.lat is not None:
-            d = distance_m(case.lon, case.lat, other.lon, other.lat)
+        if grid_code and other.grid_code == grid_code:
+            reason = f"同一单元网格 {grid_code}"
+        elif other.lat is not None and lat is not None and lon is not None:
+            d = distance_m(lon, lat, other.lon, other.lat)
             if d > radius:
                 continue
             reason = f"相距 {d:.0f} 米"
         else:
             continue
-        session.add(CaseLink(case_id=case.id, other_case_id=other.id, reason=reason))
-        found.append(other.number)
-    session.flush()
+        found.append((other, reason))
     return found
+
+
+def flag_possible_repeats(session: Session, case: Case, settings: Settings) -> list[str]:
+    """Link the new case to open cases it may repeat; returns their numbers."""
+    found = candidates(session, settings, case.category_key, case.grid_code, case.lon, case.lat, case.created_at,
+                       exclude_id=case.id)
+    for other, reason in found:
+        session.add(CaseLink(case_id=case.id, other_case_id=other.id, reason=reason))
+    session.flush()
+    return [other.number for other, _ in found]
 
 
 def confirm(session: Session, case: Case, master: Case) -> None:

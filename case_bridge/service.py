@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Callable
 
-from sqlalchemy import or_, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -476,6 +476,46 @@ class CaseCore:
                 raise CaseInputError(f"phone: {exc}") from None
         return list(session.scalars(q.order_by(Case.id.desc()).limit(limit).offset(offset)))
 
+    def possible_repeats(self, session: Session, actor: Actor, category_key: str | None, grid_code: str | None,
+                         lon: float | None, lat: float | None) -> list[tuple[Case, str]]:
+        """What a case with these facts would be flagged as repeating, before it exists (writes nothing)."""
+        found = duplicates.candidates(session, self.settings, category_key, grid_code, lon, lat, self.now())
+        visible = {c.id for c in session.scalars(select(Case).where(
+            Case.id.in_([c.id for c, _ in found]), self.visible(actor)))} if found else set()
+        return [(c, why) for c, why in found if c.id in visible]
+
+    def effects(self, session: Session, case: Case) -> list[dict[str, Any]]:
+        """The outside effects queued for the case (texts, notices, callbacks) and how they stand."""
+        rows = session.scalars(select(OutboxItem).where(OutboxItem.case_id == case.id).order_by(OutboxItem.id))
+        return [{"kind": r.kind, "template": (r.payload or {}).get("template"), "status": r.status,
+                 "due_at": r.due_at, "attempts": r.attempts} for r in rows]
+
+    def search_cases(self, session: Session, actor: Actor, text: str = "", state: str | None = None,
+                     district_code: str | None = None, since: datetime | None = None, until: datetime | None = None,
+                     limit: int = 50, offset: int = 0) -> tuple[list[Case], int]:
+        """The cases this actor may see matching a number, a phone or words of the address or
+        description, newest first, with how many match in all (for paging)."""
+        q = select(Case).where(self.visible(actor))
+        text = text.strip()
+        if text:
+            terms = [Case.number == text, Case.address_text.contains(text, autoescape=True),
+                     Case.description.contains(text, autoescape=True)]
+            try:
+                terms.append(Case.caller_phone == normalise(text, self.settings.phone_region).e164)
+            except InvalidPhoneNumber:
+                pass
+            q = q.where(or_(*terms))
+        if state:
+            q = q.where(Case.state == state)
+        if district_code:
+            q = q.where(Case.district_code == district_code)
+        if since:
+            q = q.where(Case.created_at >= since)
+        if until:
+            q = q.where(Case.created_at < until)
+        total = session.scalar(select(func.count()).select_from(q.subquery())) or 0
+        return list(session.scalars(q.order_by(Case.id.desc()).limit(limit).offset(offset))), total
+
     def dispatcher_queue(self, session: Session) -> list[Case]:
         """Cases waiting for a person to place or re-place them."""
         return list(session.scalars(select(Case).where(or_(
@@ -486,6 +526,14 @@ class CaseCore:
         if clock is None or case.state in FINISHED_STATES or case.state == "reported":
             return None
         return clock.light(self.calendar, now or self.now())
+
+    def minutes_left(self, case: Case, now: datetime | None = None) -> float | None:
+        """Time left before the deadline, in the limit's own minutes (working minutes for a working-time
+        limit); negative when late; None when no clock runs."""
+        clock = self._clock(case)
+        if clock is None or case.state in FINISHED_STATES or case.state == "reported":
+            return None
+        return clock.total_minutes - clock.used_minutes(self.calendar, now or self.now())
 
     def to_summary(self, case: Case) -> dict[str, Any]:
         cat = self.catalogue.get(case.category_key) if case.category_key in self.catalogue else None

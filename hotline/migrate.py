@@ -20,7 +20,7 @@ from alembic.config import Config
 
 SCRIPTS = Path(__file__).parent / "migrations"
 # the parts that own tables: named, never imported here (the kernel only knows where their scripts are)
-TABLE_OWNERS = ("case_bridge", "ivr", "sms")
+TABLE_OWNERS = ("agent_ui", "case_bridge", "ivr", "sms")
 
 
 def version_locations() -> list[Path]:

@@ -51,3 +51,30 @@ def normalise(text: str, region: str = "CN") -> PhoneNumber:
     kind = phonenumbers.number_type(parsed)
     is_mobile = kind in (PhoneNumberType.MOBILE, PhoneNumberType.FIXED_LINE_OR_MOBILE)
     return PhoneNumber(phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164), is_mobile)
+
+
+@dataclass(frozen=True)
+class NumberFacts:
+    """What an agent sees of a caller's number: as dialled locally, and where it is from."""
+
+    e164: str | None
+    display: str
+    region: str = ""       # 广东省深圳市
+    carrier: str = ""      # 中国移动
+    is_mobile: bool = False
+
+
+def describe(text: str | None, region: str = "CN") -> NumberFacts:
+    """The number formatted, with its region and carrier (phonenumbers' data, in Chinese)."""
+    if not text:
+        return NumberFacts(None, "未知号码")
+    try:
+        number = normalise(text, region)
+    except InvalidPhoneNumber:
+        return NumberFacts(None, text[:40])
+    if number.is_service:
+        return NumberFacts(number.e164, number.e164)
+    from phonenumbers import carrier, geocoder   # loaded on first use: large tables
+    parsed = phonenumbers.parse(number.e164)
+    return NumberFacts(number.e164, number.national, geocoder.description_for_number(parsed, "zh"),
+                       carrier.name_for_number(parsed, "zh"), number.is_mobile)

@@ -150,6 +150,15 @@ class Settings(BaseSettings):
     sms_flood_window_seconds: int = Field(600, ge=1)
     sms_templates_dir: Path | None = None      # replaces the packaged sms/templates
 
+    # the browser pages: sessions and sign-in
+    session_idle_minutes: int = Field(30, ge=1, le=24 * 60)    # signed out after this long without a request
+    signin_max_failures: int = Field(5, ge=1, le=100)          # wrong passwords in a row, then a lock
+    signin_lock_minutes: int = Field(15, ge=1, le=24 * 60)
+    signin_delay_seconds: float = Field(0.5, ge=0, le=10)     # the answer to a failure waits this, doubling each time
+    signin_client_max_failures: int = Field(30, ge=1, le=10000)  # failures from one address (any account), then a lock
+    # 小休 reasons an agent picks from (shown in this order; reports group by them)
+    pause_reasons: list[str] = ["用餐", "培训", "会议", "洗手间", "休息"]
+
     @classmethod
     def settings_customise_sources(
         cls,

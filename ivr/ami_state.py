@@ -154,6 +154,7 @@ class CallCentreState:
         self.calls: dict[str, LiveCall] = {}      # caller legs, by uniqueid
         self.channels: dict[str, str] = {}        # every live channel name → its uniqueid
         self.queues: dict[str, QueueState] = {}
+        self.devices: dict[str, str] = {}         # phone device (PJSIP/1001) → its state (NOT_INUSE, UNAVAILABLE…)
         self.clock = clock                        # for tombstones
         self.zone = zone                          # the PBX's time zone, for recording paths
         self._held: list[Mapping[str, Any]] | None = None   # live events during a resync
@@ -168,7 +169,7 @@ class CallCentreState:
             "QueueMemberStatus": self._member, "QueueMemberAdded": self._member, "QueueMember": self._member,
             "QueueMemberPause": self._member, "QueueMemberRemoved": self._member_removed,
             "QueueParams": self._params, "QueueEntry": self._entry, "CoreShowChannel": self._listed_channel,
-            "UserEvent": self._user_event, "Cdr": self._cdr,
+            "UserEvent": self._user_event, "Cdr": self._cdr, "DeviceStateChange": self._device_state,
         }
 
     # ----------------------------------------------------------------------------- entry
@@ -396,6 +397,38 @@ class CallCentreState:
         if e.get("Event") == "QueueMember":
             return []  # a resync list item; the resync publishes once at its end
         return [("queue.member", m.summary())]
+
+    def _device_state(self, e: Mapping[str, Any]) -> list[Notice]:
+        device, state = str(e.get("Device", "")), str(e.get("State", ""))
+        if not device.startswith("PJSIP/") or not state:
+            return []   # queue and hint pseudo-devices
+        if self.devices.get(device) == state:
+            return []
+        self.devices[device] = state
+        return [("device.state", {"device": device, "state": state})]
+
+    def phone(self, interface: str) -> dict[str, Any]:
+        """An agent phone as the PBX sees it: registered or not, its queues, paused and why, in a call."""
+        members = [q.members[interface] for q in self.queues.values() if interface in q.members]
+        device = self.devices.get(interface)
+        if device is not None:
+            registered: bool | None = device not in ("UNAVAILABLE", "INVALID", "UNKNOWN")
+        elif members:
+            registered = not all(m.status in ("unavailable", "invalid") for m in members)
+        else:
+            registered = None   # not known until the phone changes state or joins a queue
+        paused = [m for m in members if m.paused]
+        return {"interface": interface, "registered": registered, "device_state": device,
+                "queues": sorted(m.queue for m in members), "paused": bool(paused),
+                "paused_reason": paused[0].paused_reason if paused else "",
+                "in_call": any(m.in_call or m.status in ("in_use", "busy", "ringing", "ring_in_use") for m in members)}
+
+    def call_of_agent(self, interface: str) -> LiveCall | None:
+        """The live caller leg an agent phone answered."""
+        for call in self.calls.values():
+            if call.answered_at and (call.agent == interface or (call.agent_channel or "").startswith(interface + "-")):
+                return call
+        return None
 
     def _member_removed(self, e: Mapping[str, Any]) -> list[Notice]:
         q = self.queue(e.get("Queue", ""))

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import logging
 import wave
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import or_, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from case_bridge import Case
@@ -88,3 +89,30 @@ def calls_of_case(session: Session, case_id: int) -> list[Call]:
     reported_on = select(Case.call_uniqueid).where(Case.id == case_id).scalar_subquery()
     return list(session.scalars(select(Call).where(or_(Call.case_id == case_id, Call.uniqueid == reported_on))
                                 .order_by(Call.id)))
+
+
+def calls_from(session: Session, number: str, since: datetime) -> int:
+    """How many inbound calls this number made since then (重复来电)."""
+    return session.scalar(select(func.count()).select_from(Call).where(
+        Call.caller == number, Call.direction == "in", Call.started_at >= since)) or 0
+
+
+def current_call_of(session: Session, interface: str, since: datetime) -> Call | None:
+    """The call an agent phone answered and that has not ended (the desk's call after a reload)."""
+    return session.scalar(select(Call).where(Call.agent == interface, Call.ended_at.is_(None),
+                                             Call.updated_at >= since).order_by(Call.id.desc()).limit(1))
+
+
+def get_call(session: Session, uniqueid: str) -> Call | None:
+    return session.scalar(select(Call).where(Call.uniqueid == uniqueid))
+
+
+def recording_file(call: Call, spool_dir: Path) -> Path | None:
+    """The call's recording on disk, or None: a stored path that leaves the spool folder is refused."""
+    if not call.recording_path:
+        return None
+    root = Path(spool_dir).resolve()
+    path = (root / call.recording_path).resolve()
+    if not path.is_relative_to(root) or not path.is_file():
+        return None
+    return path

@@ -17,7 +17,7 @@ from hotline.db import Database
 from hotline.settings import Settings
 from ivr import flows
 from ivr.agi import AGIServer
-from ivr.ami import AMIClient, AMIError
+from ivr.ami import AMIClient, AMIError, AMINotConnected
 from ivr.ami_state import CallCentreState
 from ivr.prompts import load_catalogue
 from ivr.recorder import CallRecorder
@@ -85,6 +85,51 @@ class Telephony:
             raise AMIError(f"district {district_code} has no transfer queue (rule target {target!r})")
         await self.ami.redirect(call.channel, "hotline-transfer", queue)
         return queue
+
+    # ------------------------------------------------------------------ an agent's seat (the desk)
+    async def agent_ready(self, extension: str) -> bool:
+        """就绪: the phone joins the city queue, unpaused. True if the PBX took it now; False if the
+        link is down and the wish is kept for when it is back."""
+        interface = f"PJSIP/{extension}"
+        now = True
+        for step in (lambda: self._ami().queue_add(self.settings.city_queue, interface),
+                     lambda: self._ami().queue_pause(interface, False, queue=self.settings.city_queue)):
+            now = await self._seat(step) and now
+        return now
+
+    async def agent_pause(self, extension: str, reason: str) -> bool:
+        """小休 / 话后处理: paused in its queues with the reason (shown on the wallboard)."""
+        return await self._seat(lambda: self._ami().queue_pause(f"PJSIP/{extension}", True, reason))
+
+    async def agent_sign_out(self, extension: str) -> bool:
+        """签出: the phone leaves the city queue."""
+        return await self._seat(lambda: self._ami().queue_remove(self.settings.city_queue, f"PJSIP/{extension}"))
+
+    async def _seat(self, step) -> bool:
+        try:
+            await step()
+        except AMINotConnected:
+            return False
+        except AMIError as exc:   # "Already there" / "Not there": what was asked already holds
+            if not any(s in str(exc) for s in ("Already there", "Not there")):
+                raise
+        return True
+
+    def _ami(self) -> AMIClient:
+        if self.ami is None:
+            raise AMIError("this process has no AMI link")
+        return self.ami
+
+    def agent_phone(self, extension: str) -> dict[str, Any]:
+        """The phone as the PBX sees it, and whether the PBX is reachable at all."""
+        if self.ami is None:
+            return {"pbx": "absent", "registered": None, "queues": [], "paused": False, "paused_reason": "",
+                    "in_call": False}
+        return {"pbx": self.ami.status, **self.ami.state.phone(f"PJSIP/{extension}")}
+
+    def live_call_of(self, extension: str) -> dict[str, Any] | None:
+        call = self.ami.state.call_of_agent(f"PJSIP/{extension}") if self.ami is not None else None
+        return call.summary() if call is not None else None
 
     def unbuilt_prompts(self) -> list[str]:
         """IVR prompts with no file in prompts_dir (not built yet), plus those Asterisk could not play."""

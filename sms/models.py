@@ -71,3 +71,6 @@ class SmsWorkItem(Base):
     placement: Mapped[dict] = mapped_column(default=dict)
     category_key: Mapped[str | None] = mapped_column(String(5))
     case_id: Mapped[int | None] = mapped_column(ForeignKey("cases.id"))
+    handled_by: Mapped[str | None] = mapped_column(String(64))   # who made it a case, merged or answered it
+    handled_at: Mapped[datetime | None]
+    replies: Mapped[int] = mapped_column(default=0)               # texts an agent sent back

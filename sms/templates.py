@@ -40,6 +40,7 @@ KIND_VALUES: dict[str, tuple[str, ...]] = {
     "not_found": ("asked",),
     "opt_out": (),
     "report_ack": ("reference",),
+    "reply": ("text",),
 }
 KINDS = tuple(KIND_VALUES)
 SINGLE_PART_KINDS = frozenset({"receipt", "progress", "survey", "not_found", "opt_out"})
@@ -54,6 +55,7 @@ SAMPLE_VALUES: dict[str, str] = {
     "result": "已安排环卫人员清运，现场已清理干净，并加强日常巡查。",
     "asked": "E0102202611230001",
     "reference": "DX202611230001",
+    "text": "您好，您反映的占道经营问题已转交所在街道城管执法队处理，感谢您的监督。",
 }
 
 SIGNATURE = re.compile(r"【[^【】\s]{1,20}】")
@@ -261,3 +263,10 @@ def case_values(case: Any, state_labels: Mapping[str, str], unit_name: str | Non
         "deadline": format_deadline(getattr(case, "due_at", None), zone),
         "result": result or "",
     }
+
+
+def reply_parts(templates: "Templates", text: str) -> tuple[int, int, int]:
+    """An agent's reply as it would go out: (parts, UCS-2 code units, the most parts allowed).
+    More parts than allowed means the text is too long to send."""
+    rendered = templates._render("reply", {"text": text})
+    return count_parts(rendered), len(encode_ucs2(rendered)) // 2, MAX_PARTS["reply"]

@@ -12,6 +12,7 @@ from sqlalchemy import text
 
 import ivr.models  # noqa: F401  (the calls table, truncated between tests like every table)
 import sms.models  # noqa: F401
+import agent_ui.models  # noqa: F401
 from case_bridge import CaseCore, seed_units
 from hotline.accounts import Actor, User, hash_password, issue_api_key
 from hotline.clock import ManualClock, use_clock

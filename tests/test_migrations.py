@@ -10,6 +10,7 @@ import case_bridge.models  # noqa: F401
 import hotline.accounts  # noqa: F401
 import ivr.models  # noqa: F401
 import sms.models  # noqa: F401
+import agent_ui.models  # noqa: F401
 from hotline.db import Base, Database
 from hotline.migrate import alembic_config, pending_revisions
 
