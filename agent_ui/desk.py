@@ -131,8 +131,9 @@ def seat_view(request: Request, person: SignedIn) -> dict[str, Any]:
 def desk(request: Request, person: Person):
     _desk_person(person)
     call = current_call(request, person)
-    ctx = pages.context(request, person, "desk", call=call, **seat_view(request, person),
-                        **form_view(request, person, call), placement=None,
+    form = form_view(request, person, call)
+    ctx = pages.context(request, person, "desk", call=call, **seat_view(request, person), **form,
+                        **draft_placement(request, person, form["draft"]),
                         shortcuts=SHORTCUTS, extensions=request.app.state.settings.agent_extensions)
     return pages.render(request, "desk/desk.html", ctx)
 
@@ -174,8 +175,16 @@ def new_form(request: Request, person: Person, call: Annotated[str, Query(max_le
     """The new-case form, pre-filled from the call (its number and uniqueid) and its draft."""
     _desk_person(person)
     view = call_view(request, person, call) if call else None
-    ctx = pages.context(request, person, "desk", **form_view(request, person, view), placement=None)
+    form = form_view(request, person, view)
+    ctx = pages.context(request, person, "desk", **form, **draft_placement(request, person, form["draft"]), oob=True)
     return pages.render(request, "desk/_form.html", ctx)
+
+
+def draft_placement(request: Request, person: SignedIn, draft: dict[str, Any]) -> dict[str, Any]:
+    """The placement panel for a form that comes back with an address (a reload, a draft)."""
+    chosen = draft.get("district_code") if draft.get("place_confirmed") == "1" else None
+    return placement_view(request, person, draft.get("address_text") or "", draft.get("category_key") or None,
+                          chosen or None)
 
 
 # ---------------------------------------------------------------------------- as the agent types
@@ -210,8 +219,8 @@ def place(request: Request, person: Person, address_text: Annotated[str, Query(m
     require(person.actor, "place.locate")
     address_text = address_text.replace("\x00", "")
     chosen = district_code if place_confirmed == "1" and district_code.isdigit() and len(district_code) == 6 else None
-    ctx = pages.context(request, person, "desk", **placement_view(request, person, address_text,
-                                                                  category_key or None, chosen))
+    ctx = pages.context(request, person, "desk", fragment=True,
+                        **placement_view(request, person, address_text, category_key or None, chosen))
     return pages.render(request, "desk/_placement.html", ctx)
 
 

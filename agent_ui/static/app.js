@@ -22,8 +22,7 @@
   setInterval(tick, 1000); tick();
 
   function saveDraft() {
-    var form = $("#case-form");
-    if (form) htmx.trigger(form, "change");
+    htmx.trigger(document.body, "save");
   }
   function refreshPlace() {
     var address = $("#address_text");
@@ -74,6 +73,9 @@
       $("#answer").value = ""; $("#answer-box").hidden = true; saveDraft();
     }
   });
+
+  // Enter in a field of the new-case form does not send it: only the submit button (or Ctrl+Enter) does
+  document.body.addEventListener("submit", function (e) { if (e.target.id === "case-form") e.preventDefault(); });
 
   var keys = { r: "#btn-ready", p: "#btn-pause", w: "#btn-end-wrapup", n: "#btn-new-case", t: "#btn-transfer" };
   var focus = { a: "#address_text", c: "#category_q", k: "#kb-q" };
