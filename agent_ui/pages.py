@@ -34,7 +34,7 @@ def context(request: Request, person: SignedIn, page: str, **values: Any) -> dic
     nav = [(href, label) for href, label, perm in NAV
            if allowed(actor, perm) and (href != "/desk" or person.role == "agent")]
     return {"person": person, "page": page, "nav": nav, "settings": request.app.state.settings,
-            "states": STATES, "local": lambda at, fmt="%m-%d %H:%M": local(request, at, fmt), **values}
+            "states": STATES, "warnings": request.app.state.status_warnings(), "local": lambda at, fmt="%m-%d %H:%M": local(request, at, fmt), **values}
 
 
 def need(person: SignedIn, permission: str) -> None:

@@ -2,6 +2,7 @@
 and suggested category; make a case, merge into an open case of the sender, or text back."""
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Any
 
 from anyio import from_thread
@@ -29,7 +30,8 @@ def item_view(request: Request, person: SignedIn, item: dict[str, Any]) -> dict[
     return {**item, "facts": describe(item["phone"], request.app.state.settings.phone_region),
             "category_name": core.catalogue.get(cat).name if cat in core.catalogue else "",
             "district_name": names[district].name if district in names else "",
-            "confidence": placement.get("confidence")}
+            "confidence": placement.get("confidence"),
+            "first_local": pages.local(request, datetime.fromisoformat(item["first_at"]))}
 
 
 def list_view(request: Request, person: SignedIn) -> dict[str, Any]:

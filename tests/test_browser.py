@@ -1,7 +1,7 @@
 """The browser pages driven in Debian's headless Chromium (Playwright), against the product started
 as `hotline run` starts it, with the fake AMI and the fake SMSC as its PBX and SMS centre.
 
-Screenshots of each page (1366×768) are written to $HOTLINE_SCREENSHOTS (default: the test's tmp dir)."""
+Screenshots of each page (1366×768) are written to $BROWSER_SCREENSHOTS (default: the test's tmp dir)."""
 from __future__ import annotations
 
 import asyncio
@@ -105,7 +105,7 @@ def product(tmp_path_factory):
             time.sleep(0.3)
         peers.run(peers.ami.wait_until(lambda: peers.ami.connected >= 1, 20, "the product's AMI login"))
         yield {"base": base, "peers": peers, "db": db, "earlier": earlier, "shots": Path(
-            os.environ.get("HOTLINE_SCREENSHOTS") or home / "shots"), "core": core}
+            os.environ.get("BROWSER_SCREENSHOTS") or home / "shots"), "core": core}
     finally:
         os.killpg(proc.pid, signal.SIGINT)
         try:
