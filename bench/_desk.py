@@ -1,19 +1,28 @@
 """What bench/screen_pop.py and bench/desk_pages.py share: a fresh product (temporary data dir,
 migrated, units seeded, N agent users), the web app served in this process on this event loop the
-way `hotline run` serves it (hotline.cli._serve), and the agents' sign-in through the login page."""
+way `hotline run` serves it (hotline.cli._serve), the agents' sign-in through the login page, and the
+driver: the benchmark's clients (and fakes) in a process of their own, forked before any event loop
+or thread exists, talking to this one over a pipe.
+
+The pipe protocol: the driver first sends a port (bench._meter.Child), then gets its job; it may
+send ("begin", name) — and waits for "ok", so this process has started a Meter before the work
+starts — and ("end", name, info), any messages of its own, and finally ("result", …) or
+("error", traceback); then it waits for "stop"."""
 from __future__ import annotations
 
 import asyncio
 import os
 import re
-import socket
 import tempfile
+import traceback
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
+
+from bench._meter import Child, Meter, pin
 
 HOST = "127.0.0.1"
 PASSWORD = "bench-desk-pass-12319"
@@ -70,22 +79,17 @@ def prepare(agents: int, **overrides: Any) -> tuple[Product, tempfile.TemporaryD
     return Product(home, settings, db, CaseCore(settings), usernames), tmp
 
 
-def listening_socket() -> socket.socket:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((HOST, 0))
-    return sock
-
-
 class WebServer:
-    """uvicorn.Server for `app` on 127.0.0.1 (free port) in this event loop, configured as `_serve`
-    configures it (log_config=None, the rest uvicorn's defaults)."""
+    """uvicorn.Server for `app` on 127.0.0.1 in this event loop, configured as `_serve` configures it
+    (log_config=None, the rest uvicorn's defaults), on port 0: uvicorn binds the listening socket
+    itself, as in production, and `port` is the one the kernel gave. (A socket made here and passed
+    with `serve(sockets=…)` would be one with proto 0, on whose connections asyncio does not set
+    TCP_NODELAY: every response written in two pieces would then wait ~40 ms for a delayed ACK.)"""
 
     def __init__(self, app: Any) -> None:
         import uvicorn
-        self.sock = listening_socket()
-        self.port: int = self.sock.getsockname()[1]
-        self.server = uvicorn.Server(uvicorn.Config(app, host=HOST, port=self.port, log_config=None))
+        self.server = uvicorn.Server(uvicorn.Config(app, host=HOST, port=0, log_config=None))
+        self.port = 0
         self.task: asyncio.Task | None = None
 
     @property
@@ -93,7 +97,7 @@ class WebServer:
         return f"http://{HOST}:{self.port}"
 
     async def start(self, timeout: float = 30) -> None:
-        self.task = asyncio.create_task(self.server.serve(sockets=[self.sock]), name="uvicorn")
+        self.task = asyncio.create_task(self.server.serve(), name="uvicorn")
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while not self.server.started:
@@ -103,12 +107,12 @@ class WebServer:
             if loop.time() > deadline:
                 raise RuntimeError(f"uvicorn did not start within {timeout:g} s")
             await asyncio.sleep(0.02)
+        self.port = self.server.servers[0].sockets[0].getsockname()[1]
 
     async def stop(self) -> None:
         self.server.should_exit = True
         if self.task is not None:
             await asyncio.wait_for(asyncio.gather(self.task, return_exceptions=True), 30)
-        self.sock.close()
 
 
 async def sign_in(client: httpx.AsyncClient, username: str, extension: str = "") -> str:
@@ -143,18 +147,99 @@ async def gather_limited(jobs: Iterable[Callable[[], Awaitable[Any]]], limit: in
     return await asyncio.gather(*(one(j) for j in jobs))
 
 
-async def sign_in_agents(base: str, product: Product, *, with_extension: bool, limit: int = 10,
+async def sign_in_agents(base: str, usernames: list[str], exts: list[str], *, limit: int = 10,
                          timeout: float = 30) -> list[tuple[httpx.AsyncClient, str]]:
-    """One httpx.AsyncClient per agent, signed in (with its extension 2000+i when `with_extension`);
+    """One httpx.AsyncClient per agent, signed in with its extension (none where it is "");
     returns (client, session token) per agent, in order. Close the clients when done."""
-    exts = product.settings.agent_extensions
     clients = [httpx.AsyncClient(base_url=base, timeout=timeout, follow_redirects=False,
-                                 headers={"User-Agent": "bench-desk"}) for _ in product.usernames]
-    tokens = await gather_limited(
-        [lambda c=c, u=u, e=e: sign_in(c, u, e if with_extension else "")
-         for c, u, e in zip(clients, product.usernames, exts)], limit)
+                                 headers={"User-Agent": "bench-desk"}) for _ in usernames]
+    tokens = await gather_limited([lambda c=c, u=u, e=e: sign_in(c, u, e)
+                                   for c, u, e in zip(clients, usernames, exts)], limit)
     return list(zip(clients, tokens))
 
 
 def ms(seconds: float) -> float:
     return seconds * 1000.0
+
+
+# ---------------------------------------------------------------------------- the driver process
+
+
+async def receive(conn: Any) -> Any:
+    return await asyncio.to_thread(conn.recv)
+
+
+async def begin(conn: Any, name: str) -> None:
+    """In the driver: tell the product's process that a measured span starts; wait until it metered."""
+    conn.send(("begin", name))
+    if await receive(conn) != "ok":
+        raise RuntimeError(f"no ok for {name}")
+
+
+def end(conn: Any, name: str, info: Any = None) -> None:
+    conn.send(("end", name, info))
+
+
+def driver_process(conn: Any, cpu: int | None, body: Callable[[Any], Awaitable[Any]]) -> None:
+    """The forked driver: pinned to `cpu`, `body(conn)` on a fresh default asyncio loop; it sends the
+    port first, and its result (or the error) goes back on the pipe; then it waits for "stop". A
+    body that must stay up until then (a fake the product is connected to) calls `finish` itself."""
+    pin(cpu)
+
+    async def main() -> None:
+        try:
+            result = await body(conn)
+            if result is not FINISHED:
+                await finish(conn, result)
+        except BaseException:   # noqa: BLE001 - reported to the parent
+            conn.send(("error", traceback.format_exc()))
+            await wait_stop(conn)
+    asyncio.run(main())
+
+
+FINISHED = object()
+
+
+async def finish(conn: Any, result: Any) -> object:
+    conn.send(("result", result))
+    await wait_stop(conn)
+    return FINISHED
+
+
+async def wait_stop(conn: Any) -> None:
+    while await receive(conn) != "stop":
+        pass
+
+
+@dataclass
+class Span:
+    name: str
+    meter: Meter
+    info: Any
+
+
+async def follow(driver: Child, handlers: dict[str, Callable[..., Awaitable[None]]] | None = None
+                 ) -> tuple[Any, list[Span]]:
+    """In the product's process: the driver's messages until its result; a Meter (this process = the
+    product, the child = the driver, the rest of the machine) over every begin … end span."""
+    open_: dict[str, Meter] = {}
+    spans: list[Span] = []
+    while True:
+        try:
+            message = await receive(driver.conn)
+        except EOFError:
+            raise RuntimeError(f"the driver process ended (exit code {driver.proc.exitcode})") from None
+        kind = message[0]
+        if kind == "begin":
+            open_[message[1]] = Meter(driver.proc.pid).__enter__()
+            driver.conn.send("ok")
+        elif kind == "end":
+            meter = open_.pop(message[1])
+            meter.__exit__(None, None, None)
+            spans.append(Span(message[1], meter, message[2]))
+        elif kind == "result":
+            return message[1], spans
+        elif kind == "error":
+            raise RuntimeError("the driver process failed:\n" + message[1])
+        else:
+            await (handlers or {})[kind](*message[1:])

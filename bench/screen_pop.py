@@ -25,11 +25,15 @@ Measured, each as p50/p99 over the same number of samples (`--pops`, default 1,0
   AMI link, the bus and the render.
 
 Every socket is read all the time: a pop at the wrong agent, a second copy, or a pop that does not
-arrive within `--timeout` seconds is counted and reported (exit status 2), not timed. The fake, the
-product and the 100 clients share this process's event loop (the default asyncio loop, as
-`hotline run`), so the ratio pop/echo is the figure to compare between machines.
+arrive within `--timeout` seconds is counted and reported (exit status 2), not timed.
 
-    .venv/bin/python -m bench.screen_pop [--pops 1000] [--agents 100] [--warmup 20] [--timeout 10]
+The product (telephony and web app on one default asyncio loop, as `hotline run`) runs in this
+process; the fake and the 100 WebSocket clients run in a driver process of their own, forked first,
+each pinned to its own CPU (`--no-pin` to not), so the clients' work is not counted as the product's
+and both timestamps of a sample are taken in the driver. Printed: p50/p99/max of both, the ratios
+pop/echo, the product's CPU per pop and per echo, how busy the rest of the machine was, the target.
+
+    .venv/bin/python -m bench.screen_pop [--pops 1000] [--agents 100] [--warmup 20] [--timeout 10] [--no-pin]
 """
 from __future__ import annotations
 
@@ -46,8 +50,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench._desk import HOST, WebServer, ms, prepare, sign_in_agents
-from bench._meter import Meter
+from bench._desk import (FINISHED, HOST, Span, WebServer, begin, driver_process, end, finish, follow, ms, prepare,
+                         receive, sign_in_agents)
+from bench._meter import Child, cpu_split, pin
 from bench.case_intake import percentile
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -56,6 +61,9 @@ TARGET_P99_MS = 100.0
 AMI_SECRET = "bench-ami-secret"
 QUEUE = "city"
 BLOCK = 100
+
+
+# ---------------------------------------------------------------------------- the driver (its own process)
 
 
 @dataclass(eq=False)
@@ -82,7 +90,7 @@ class Desk:
 class Tally:
     pops: list[float] = field(default_factory=list)
     echoes: list[float] = field(default_factory=list)
-    missing: list[str] = field(default_factory=list)       # pops that did not arrive in time
+    missing: list[str] = field(default_factory=list)       # pops/echoes that did not arrive in time
     wrong: list[str] = field(default_factory=list)         # a message that was not the expected one
     stray: list[str] = field(default_factory=list)         # messages at agents that were not called
 
@@ -115,9 +123,8 @@ async def one_pop(fake: Any, desks: list[Desk], n: int, tally: Tally | None, tim
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     while True:
-        left = deadline - loop.time()
         try:
-            t1, message = await asyncio.wait_for(desk.inbox.get(), max(left, 0.001))
+            t1, message = await asyncio.wait_for(desk.inbox.get(), max(deadline - loop.time(), 0.001))
         except TimeoutError:
             if tally is not None:
                 tally.missing.append(f"pop {n} ({uid}) to agent {desk.index} (ext {desk.extension}): nothing "
@@ -149,27 +156,83 @@ async def one_echo(desk: Desk, n: int, tally: Tally | None, timeout: float) -> N
         tally.echoes.append(t1 - t0)
 
 
-async def open_desks(server: WebServer, signed: list[tuple[Any, str]], exts: list[str], hub: Any,
-                     timeout: float = 30) -> list[Desk]:
+async def open_desks(port: int, tokens: list[str], exts: list[str], timeout: float = 30) -> list[Desk]:
     from websockets.asyncio.client import connect
 
     from agent_ui.session import COOKIE
-    origin = f"http://{HOST}:{server.port}"
     desks = []
-    for i, ((_, token), ext) in enumerate(zip(signed, exts)):
-        ws = await connect(f"ws://{HOST}:{server.port}/ws?page=desk", origin=origin,
+    for i, (token, ext) in enumerate(zip(tokens, exts)):
+        ws = await connect(f"ws://{HOST}:{port}/ws?page=desk", origin=f"http://{HOST}:{port}",
                            additional_headers={"Cookie": f"{COOKIE}={token}"}, open_timeout=timeout,
                            max_size=2 ** 22, ping_interval=None)
         desk = Desk(i, ext, ws)
         desk.reader = asyncio.create_task(desk.read(), name=f"desk-{i}")
         desks.append(desk)
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while len(hub.clients) < len(desks):   # the hub registers a client just after the handshake
-        if loop.time() > deadline:
-            raise RuntimeError(f"only {len(hub.clients)} of {len(desks)} desk sockets registered with the hub")
-        await asyncio.sleep(0.01)
     return desks
+
+
+async def drive(conn: Any) -> object:
+    """The driver: the fake PBX and the agents' clients; measures, returns the samples."""
+    from tests.support.fake_ami import FakeAMI
+    fake = await FakeAMI.start(secret=AMI_SECRET, auth_delay=0.1)
+    fake.queues = {QUEUE: {"members": []}}
+    conn.send(fake.port)
+    signed: list[tuple[Any, str]] = []
+    desks: list[Desk] = []
+    try:
+        job = await receive(conn)
+        if job == "stop":
+            return FINISHED
+        signed = await sign_in_agents(f"http://{HOST}:{job['port']}", job["usernames"], job["extensions"])
+        desks = await open_desks(job["port"], [t for _, t in signed], job["extensions"])
+        conn.send(("open", len(desks)))
+        if await receive(conn) != "go":
+            raise RuntimeError("no go from the product's process")
+        await asyncio.sleep(0.2)
+        tally = Tally()
+        drain_others(desks, tally, None)
+        early, tally.stray = tally.stray, []
+
+        warmup, pops, timeout = job["warmup"], job["pops"], job["timeout"]
+        for n in range(warmup):   # code paths, templates, thread pools, sockets: not timed
+            await one_pop(fake, desks, n, None, timeout)
+            await one_echo(desks[0], n, None, timeout)
+        drain_others(desks, Tally(), None)
+        fake.sent.clear()
+        n_pop = n_echo = warmup
+        while n_pop < warmup + pops or n_echo < warmup + pops:
+            k = min(BLOCK, warmup + pops - n_echo)
+            await begin(conn, "echo")
+            for _ in range(k):
+                await one_echo(desks[0], n_echo, tally, timeout)
+                n_echo += 1
+            end(conn, "echo", k)
+            k = min(BLOCK, warmup + pops - n_pop)
+            await begin(conn, "pop")
+            for _ in range(k):
+                desk = desks[n_pop % len(desks)]
+                await one_pop(fake, desks, n_pop, tally, timeout)
+                drain_others(desks, tally, desk)
+                n_pop += 1
+            end(conn, "pop", k)
+            fake.sent.clear()   # the fake keeps every write; nothing to keep here
+        await asyncio.sleep(0.2)   # a late or second copy shows up here
+        drain_others(desks, tally, None)
+        result = {"pops": tally.pops, "echoes": tally.echoes, "missing": tally.missing, "wrong": tally.wrong,
+                  "stray": tally.stray, "early": early, "closed": [f"agent {d.index}: {d.closed}" for d in desks
+                                                                   if d.closed]}
+        return await finish(conn, result)   # the fake stays up until the product has stopped
+    finally:
+        for d in desks:
+            await d.ws.close()
+            if d.reader is not None:
+                await asyncio.gather(d.reader, return_exceptions=True)
+        for client, _ in signed:
+            await client.aclose()
+        await fake.stop()
+
+
+# ---------------------------------------------------------------------------- the product (this process)
 
 
 async def wait_connected(telephony: Any, timeout: float = 30) -> None:
@@ -182,24 +245,19 @@ async def wait_connected(telephony: Any, timeout: float = 30) -> None:
         await asyncio.sleep(0.02)
 
 
-async def run(args: argparse.Namespace) -> dict[str, Any]:
+async def run(args: argparse.Namespace, driver: Child) -> dict[str, Any]:
     from agent_ui import create_app
     from hotline.bus import InProcessBus
     from ivr import Telephony
-    from tests.support.fake_ami import FakeAMI
 
     t_setup = time.perf_counter()
-    fake = await FakeAMI.start(secret=AMI_SECRET, auth_delay=0.1)
-    fake.queues = {QUEUE: {"members": []}}
     product, tmp = await asyncio.to_thread(
-        prepare, args.agents, ami_host=HOST, ami_port=fake.port, ami_secret=AMI_SECRET, ami_ping_seconds=3600.0,
+        prepare, args.agents, ami_host=HOST, ami_port=driver.port, ami_secret=AMI_SECRET, ami_ping_seconds=3600.0,
         ami_ping_timeout_seconds=60.0, city_queue=QUEUE)
     settings, db, core = product.settings, product.db, product.core
     bus = InProcessBus()
     telephony = Telephony(settings, db, bus, core=core, agi=False, ami=True)
     server: WebServer | None = None
-    signed: list[tuple[Any, str]] = []
-    desks: list[Desk] = []
     try:
         await telephony.start()
         app = create_app(settings, db=db, bus=bus, core=core)
@@ -207,56 +265,34 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         server = WebServer(app)
         await server.start()
         await wait_connected(telephony)
-        signed = await sign_in_agents(server.base, product, with_extension=True)
-        desks = await open_desks(server, signed, settings.agent_extensions, app.state.live)
-        await asyncio.sleep(0.2)
-        tally = Tally()
-        drain_others(desks, tally, None)
-        early = tally.stray[:]
-        tally.stray.clear()
-        print(f"setup: {args.agents} agents signed in with extensions {settings.agent_extensions[0]}…"
-              f"{settings.agent_extensions[-1]}, {len(desks)} desk sockets open, AMI link {telephony.ami.status} "
-              f"(FakeAMI port {fake.port}, web port {server.port}) in {time.perf_counter() - t_setup:.1f} s"
-              + (f"; {len(early)} message(s) on the sockets before the first pop" if early else ""), flush=True)
+        hub = app.state.live
 
-        # warm-up: code paths, templates, the thread pool, the sockets (not timed)
-        for n in range(args.warmup):
-            await one_pop(fake, desks, n, None, args.timeout)
-            await one_echo(desks[0], n, None, args.timeout)
-        drain_others(desks, Tally(), None)
-        fake.sent.clear()
+        async def opened(n: int) -> None:   # the hub registers a client just after the handshake
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + 30
+            while len(hub.clients) < n:
+                if loop.time() > deadline:
+                    raise RuntimeError(f"only {len(hub.clients)} of {n} desk sockets registered with the hub")
+                await asyncio.sleep(0.01)
+            print(f"setup: {args.agents} agents signed in with extensions {settings.agent_extensions[0]}…"
+                  f"{settings.agent_extensions[-1]}, {n} desk sockets open, AMI link {telephony.ami.status} "
+                  f"(FakeAMI port {driver.port}, web port {server.port}) in {time.perf_counter() - t_setup:.1f} s",
+                  flush=True)
+            driver.conn.send("go")
 
-        echo_desk = desks[0]
-        n_pop, n_echo = args.warmup, args.warmup
-        with Meter() as meter:
-            while n_pop < args.warmup + args.pops or n_echo < args.warmup + args.pops:
-                for _ in range(min(BLOCK, args.warmup + args.pops - n_echo)):
-                    await one_echo(echo_desk, n_echo, tally, args.timeout)
-                    n_echo += 1
-                for _ in range(min(BLOCK, args.warmup + args.pops - n_pop)):
-                    desk = desks[n_pop % len(desks)]
-                    await one_pop(fake, desks, n_pop, tally, args.timeout)
-                    drain_others(desks, tally, desk)
-                    n_pop += 1
-                fake.sent.clear()   # the fake keeps every write; nothing to keep here
-        await asyncio.sleep(0.2)   # a late or second copy shows up here
-        drain_others(desks, tally, None)
-        closed = [f"agent {d.index}: {d.closed}" for d in desks if d.closed]
-        return {"tally": tally, "meter": meter, "early": early, "closed": closed,
-                "ami": {"status": telephony.ami.status, "connects": telephony.ami.connects,
-                        "handler_errors": telephony.ami.handler_errors, "events_seen": telephony.ami.state.events_seen},
-                "recorder_written": getattr(telephony.recorder, "written", None)}
+        driver.conn.send({"port": server.port, "usernames": product.usernames, "extensions": settings.agent_extensions,
+                          "pops": args.pops, "warmup": args.warmup, "timeout": args.timeout})
+        result, spans = await follow(driver, {"open": opened})
+        result["spans"] = spans
+        result["ami"] = {"status": telephony.ami.status, "connects": telephony.ami.connects,
+                         "handler_errors": telephony.ami.handler_errors,
+                         "events_seen": telephony.ami.state.events_seen}
+        result["recorder_written"] = getattr(telephony.recorder, "written", None)
+        return result
     finally:
-        for d in desks:
-            await d.ws.close()
-            if d.reader is not None:
-                await asyncio.gather(d.reader, return_exceptions=True)
-        for client, _ in signed:
-            await client.aclose()
         if server is not None:
             await server.stop()
         await telephony.stop()
-        await fake.stop()
         db.dispose()
         tmp.cleanup()
 
@@ -267,52 +303,71 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--agents", type=int, default=100, help="agents signed in with a desk socket (default 100)")
     p.add_argument("--warmup", type=int, default=20, help="pops and echoes before the measurement (default 20)")
     p.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for one pop or echo (default 10)")
+    p.add_argument("--no-pin", action="store_true", help="do not pin the product and the driver to separate CPUs")
     p.add_argument("--json", type=Path, default=RESULTS, help=f"where to write the results (default {RESULTS})")
     args = p.parse_args(argv)
     if args.agents < 1 or args.pops < 1:
         p.error("--agents and --pops must be at least 1")
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 
-    out = asyncio.run(run(args))
-    tally: Tally = out["tally"]
-    meter: Meter = out["meter"]
+    driver_cpu, product_cpu = cpu_split(args.no_pin)
+    driver = Child(driver_process, (driver_cpu, drive), "screen-pop-driver")
+    pin(product_cpu)
+    try:
+        out = asyncio.run(run(args, driver))
+    finally:
+        driver.stop()
+
+    spans: list[Span] = out["spans"]
     rows = []
-    for name, values in (("pop: AgentConnect → desk socket", tally.pops), ("echo: same server, bare", tally.echoes)):
-        rows.append((name, len(values), ms(percentile(values, 50)), ms(percentile(values, 99)),
-                     ms(max(values)) if values else float("nan")))
-    head = f"{'path':<36}{'samples':>9}{'p50 ms':>10}{'p99 ms':>10}{'max ms':>10}"
+    for name, key, kind in (("pop: AgentConnect → desk socket", "pops", "pop"), ("echo: same server, bare", "echoes", "echo")):
+        v = out[key]
+        done = [s for s in spans if s.name == kind]
+        n = sum(s.info for s in done) or 1
+        rows.append({"name": name, "samples": len(v), "p50": ms(percentile(v, 50)), "p99": ms(percentile(v, 99)),
+                     "max": ms(max(v)) if v else float("nan"),
+                     "product_cpu_ms": ms(sum(s.meter.own for s in done) / n),
+                     "driver_cpu_ms": ms(sum(s.meter.child for s in done) / n),
+                     "other_jobs": sum(s.meter.others * s.meter.wall for s in done)
+                     / max(sum(s.meter.wall for s in done), 1e-9)})
+    pop, echo = rows
+    head = (f"{'path':<36}{'samples':>9}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}{'product CPU ms':>16}"
+            f"{'driver CPU ms':>15}{'other jobs':>12}")
+    pinned = f"product on CPU {product_cpu}, driver on CPU {driver_cpu}" if driver_cpu is not None else "not pinned"
     print(f"\n{args.agents} agents, {args.pops:,} pops round-robin one at a time, {args.pops:,} echoes on one socket "
-          f"({os.cpu_count()} CPUs, Python {platform.python_version()}, default asyncio loop)")
+          f"({os.cpu_count()} CPUs, {pinned}, Python {platform.python_version()}, default asyncio loop)")
     print(head + "\n" + "-" * len(head))
-    for name, n, p50, p99, top in rows:
-        print(f"{name:<36}{n:>9}{p50:>10.2f}{p99:>10.2f}{top:>10.2f}")
-    pop, echo = rows[0], rows[1]
-    ratio50, ratio99 = pop[2] / echo[2], pop[3] / echo[3]
-    print(f"ratio pop / echo: p50 {ratio50:.1f}×, p99 {ratio99:.1f}×   "
-          f"(other jobs {meter.others:.0%} of the machine during the measurement)")
-    verdict = "meets" if pop[3] <= TARGET_P99_MS else "ABOVE"
-    print(f"pop p99 {pop[3]:.2f} ms — {verdict} the target of p99 ≤ {TARGET_P99_MS:g} ms")
-    if meter.others > 0.05:
-        print(f"WARNING: other processes used {meter.others:.0%} of the machine; the figures are depressed.")
-    failed = bool(tally.missing or tally.wrong or tally.stray or out["closed"])
-    for label, items in (("missing", tally.missing), ("wrong message", tally.wrong),
-                         ("at an agent that was not called", tally.stray), ("socket closed", out["closed"]),
+    for r in rows:
+        print(f"{r['name']:<36}{r['samples']:>9}{r['p50']:>9.2f}{r['p99']:>9.2f}{r['max']:>9.2f}"
+              f"{r['product_cpu_ms']:>16.2f}{r['driver_cpu_ms']:>15.2f}{r['other_jobs']:>11.0%}")
+    print("(CPU ms: per pop or echo, of the product's process — all its threads — and of the driver's; other jobs: "
+          "the share of the machine used by other processes while that row was measured)")
+    ratio50, ratio99 = pop["p50"] / echo["p50"], pop["p99"] / echo["p99"]
+    print(f"\nratio pop / echo: p50 {ratio50:.1f}×, p99 {ratio99:.1f}×")
+    verdict = "meets" if pop["p99"] <= TARGET_P99_MS else "ABOVE"
+    print(f"pop p99 {pop['p99']:.2f} ms — {verdict} the target of p99 ≤ {TARGET_P99_MS:g} ms (echo p99 {echo['p99']:.2f} ms)")
+    worst = max(pop["other_jobs"], echo["other_jobs"])
+    if worst > 0.05:
+        print(f"WARNING: other processes used up to {worst:.0%} of the machine during the measurement; the figures "
+              f"are depressed — rerun on a quiet machine.")
+    failed = bool(out["missing"] or out["wrong"] or out["stray"] or out["closed"])
+    for label, items in (("missing", out["missing"]), ("wrong message", out["wrong"]),
+                         ("at an agent that was not called", out["stray"]), ("socket closed", out["closed"]),
                          ("on the sockets before the first pop (not counted)", out["early"])):
         if items:
             print(f"\n{len(items)} {label}:" + "".join(f"\n  {line}" for line in items[:10])
                   + (f"\n  … and {len(items) - 10} more" if len(items) > 10 else ""))
-    print(f"\nAMI link: {out['ami']}; call rows written by the recorder: {out['recorder_written']}")
+    print(f"AMI link at the end: {out['ami']}; call rows written by the recorder: {out['recorder_written']}")
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps({
         "benchmark": "screen_pop", "at": datetime.now(UTC).isoformat(timespec="seconds"),
         "command": " ".join([".venv/bin/python", "-m", "bench.screen_pop", *(argv if argv is not None else sys.argv[1:])]),
-        "environment": {"python": platform.python_version(), "cpu_count": os.cpu_count()},
+        "environment": {"python": platform.python_version(), "cpu_count": os.cpu_count(),
+                        "pinned": driver_cpu is not None},
         "agents": args.agents, "pops": args.pops, "warmup": args.warmup, "target_p99_ms": TARGET_P99_MS,
-        "pop_ms": {"samples": pop[1], "p50": round(pop[2], 3), "p99": round(pop[3], 3), "max": round(pop[4], 3)},
-        "echo_ms": {"samples": echo[1], "p50": round(echo[2], 3), "p99": round(echo[3], 3), "max": round(echo[4], 3)},
+        "rows": [{k: (round(v, 4) if isinstance(v, float) else v) for k, v in r.items()} for r in rows],
         "ratio_pop_to_echo": {"p50": round(ratio50, 2), "p99": round(ratio99, 2)},
-        "other_jobs": round(meter.others, 3),
-        "failures": {"missing": tally.missing, "wrong": tally.wrong, "stray": tally.stray, "closed": out["closed"]},
+        "failures": {"missing": out["missing"], "wrong": out["wrong"], "stray": out["stray"], "closed": out["closed"]},
         "before_first_pop": out["early"], "ami": out["ami"],
     }, ensure_ascii=False, indent=2) + "\n", "utf-8")
     print(f"results written to {args.json}")
