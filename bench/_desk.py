@@ -14,6 +14,7 @@ import asyncio
 import os
 import re
 import tempfile
+import time
 import traceback
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
@@ -169,15 +170,20 @@ async def receive(conn: Any) -> Any:
     return await asyncio.to_thread(conn.recv)
 
 
+_begun: dict[str, float] = {}
+
+
 async def begin(conn: Any, name: str) -> None:
     """In the driver: tell the product's process that a measured span starts; wait until it metered."""
     conn.send(("begin", name))
     if await receive(conn) != "ok":
         raise RuntimeError(f"no ok for {name}")
+    _begun[name] = time.process_time()
 
 
 def end(conn: Any, name: str, info: Any = None) -> None:
-    conn.send(("end", name, info))
+    """In the driver: the span is over; `info` and the driver's CPU seconds in it go to the product's process."""
+    conn.send(("end", name, info, time.process_time() - _begun.pop(name)))
 
 
 def driver_process(conn: Any, cpu: int | None, body: Callable[[Any], Awaitable[Any]]) -> None:
@@ -213,16 +219,22 @@ async def wait_stop(conn: Any) -> None:
 
 @dataclass
 class Span:
+    """One measured span: `meter` (wall time, and other jobs: what the rest of the machine did, in
+    clock ticks — meaningful over spans of a second or more); `product_cpu` and `driver_cpu`, CPU
+    seconds of each process over the span from their own clocks (not including the meter's scan of
+    /proc, which would weigh on spans of a few milliseconds)."""
     name: str
     meter: Meter
     info: Any
+    product_cpu: float
+    driver_cpu: float
 
 
 async def follow(driver: Child, handlers: dict[str, Callable[..., Awaitable[None]]] | None = None
                  ) -> tuple[Any, list[Span]]:
     """In the product's process: the driver's messages until its result; a Meter (this process = the
     product, the child = the driver, the rest of the machine) over every begin … end span."""
-    open_: dict[str, Meter] = {}
+    open_: dict[str, tuple[Meter, float]] = {}
     spans: list[Span] = []
     while True:
         try:
@@ -231,12 +243,14 @@ async def follow(driver: Child, handlers: dict[str, Callable[..., Awaitable[None
             raise RuntimeError(f"the driver process ended (exit code {driver.proc.exitcode})") from None
         kind = message[0]
         if kind == "begin":
-            open_[message[1]] = Meter(driver.proc.pid).__enter__()
+            meter = Meter(driver.proc.pid).__enter__()
+            open_[message[1]] = (meter, time.process_time())
             driver.conn.send("ok")
         elif kind == "end":
-            meter = open_.pop(message[1])
+            own = time.process_time()
+            meter, own0 = open_.pop(message[1])
             meter.__exit__(None, None, None)
-            spans.append(Span(message[1], meter, message[2]))
+            spans.append(Span(message[1], meter, message[2], own - own0, message[3]))
         elif kind == "result":
             return message[1], spans
         elif kind == "error":

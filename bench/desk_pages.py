@@ -6,8 +6,9 @@ Setup: a temporary data dir, migrated (`hotline.migrate.upgrade`), the handling 
 `case_bridge.CaseCore.create_case` (福田区华强北路赛格广场, E0102, 13800138000); the app of
 `agent_ui.create_app(settings, db=db, bus=bus, core=core)` served by `uvicorn.Server` on a free port
 in this process, on the default asyncio loop, without telephony (`app.state.telephony` is None: no
-AMI). Every agent signs in through the login page (GET /login, POST /login → 303 and the
-`hotline_session` cookie), with its own `httpx.AsyncClient`.
+AMI). The agents run in a driver process of their own (forked first; the product and the driver
+pinned to one CPU each, `--no-pin` to not), each with its own `httpx.AsyncClient`, signed in through
+the login page (GET /login, POST /login with its extension → 303 and the `hotline_session` cookie).
 
 Each agent then, in order — what the desk does when an agent starts a call and types its address:
 
@@ -23,10 +24,14 @@ from the moment it may go — after it got its slot — to its body read).
 **static** (the baseline): the same agents, the same number of requests each and the same concurrency,
 `GET /static/app.css` (Starlette's StaticFiles, 6 KB). Each of `--rounds` rounds (default 2) runs
 both phases, the order alternating; every response is checked (status 200 and what the page must
-hold). Printed per request kind: count, p50/p95/p99/max, the ratio of each p95 to the static p95,
-requests/s of each phase, and the target (p95 ≤ 150 ms per page kind).
+hold; a failed request is counted and shown, not timed, and makes the exit status 2). Printed per
+phase: requests/s and the CPU per request of the product's process and of the driver's; per request
+kind: count, p50/p95/p99/max, the ratio of each p95 to the static p95, and the target (p95 ≤ 150 ms
+per page kind). There is no think time: every agent sends its next request as soon as the last one
+is answered, so the product runs saturated and the latencies at 20 in flight are mostly queueing.
 
     .venv/bin/python -m bench.desk_pages [--agents 100] [--concurrency 20] [--rounds 2] [--cases 5]
+                                         [--case-views 3] [--seed 12319] [--no-pin]
 """
 from __future__ import annotations
 
@@ -98,8 +103,8 @@ def agent_script(i: int, address: str, cases: list[str], case_views: int) -> lis
     for k in range(case_views):
         number = cases[(i + k) % len(cases)]
         script.append(Req("case", f"/cases/{number}", expect=number))
-    for end in range(2, len(address) + 1):
-        script.append(Req("place", "/desk/place", params={"address_text": address[:end], "category_key": "",
+    for stop in range(2, len(address) + 1):
+        script.append(Req("place", "/desk/place", params={"address_text": address[:stop], "category_key": "",
                                                           "district_code": "", "place_confirmed": ""},
                           headers=HX, expect="placement"))
     return script
@@ -229,7 +234,7 @@ def main(argv: list[str] | None = None) -> int:
     for sp in spans:
         n = sp.info["requests"]
         print(f"{sp.info['round']:>5}  {sp.name:<7}{n:>9,}{sp.meter.wall:>9.2f}{n / sp.meter.wall:>8,.0f}"
-              f"{ms(sp.meter.own / n):>20.2f}{ms(sp.meter.child / n):>19.2f}{sp.meter.others:>11.0%}")
+              f"{ms(sp.product_cpu / n):>20.2f}{ms(sp.driver_cpu / n):>19.2f}{sp.meter.others:>11.0%}")
     static95 = percentile(samples.times["static"], 95)
     head = f"{'request':<44}{'count':>7}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}{'max ms':>9}{'p95 ÷ static':>14}"
     pinned = f"product on CPU {product_cpu}, driver on CPU {driver_cpu}" if driver_cpu is not None else "not pinned"
@@ -255,8 +260,8 @@ def main(argv: list[str] | None = None) -> int:
         ph = [x for x in spans if x.name == name]
         n, wall = sum(x.info["requests"] for x in ph), sum(x.meter.wall for x in ph)
         phases[name] = {"requests": n, "seconds": wall, "requests_per_s": n / wall,
-                        "product_cpu_ms_per_request": ms(sum(x.meter.own for x in ph) / n),
-                        "driver_cpu_ms_per_request": ms(sum(x.meter.child for x in ph) / n)}
+                        "product_cpu_ms_per_request": ms(sum(x.product_cpu for x in ph) / n),
+                        "driver_cpu_ms_per_request": ms(sum(x.driver_cpu for x in ph) / n)}
     print(f"pages phase: {phases['pages']['requests_per_s']:,.0f} requests/s, product CPU "
           f"{phases['pages']['product_cpu_ms_per_request']:.2f} ms a request; static phase: "
           f"{phases['static']['requests_per_s']:,.0f} requests/s, {phases['static']['product_cpu_ms_per_request']:.2f} ms "
@@ -285,8 +290,8 @@ def main(argv: list[str] | None = None) -> int:
         "all_pages_ms": {k: round(v, 3) for k, v in all_pages.items()},
         "phases": {k: {kk: round(vv, 3) for kk, vv in v.items()} for k, v in phases.items()},
         "spans": [{"round": x.info["round"], "phase": x.name, "requests": x.info["requests"],
-                   "seconds": round(x.meter.wall, 3), "product_cpu_s": round(x.meter.own, 3),
-                   "driver_cpu_s": round(x.meter.child, 3), "other_jobs": round(x.meter.others, 3)} for x in spans],
+                   "seconds": round(x.meter.wall, 3), "product_cpu_s": round(x.product_cpu, 3),
+                   "driver_cpu_s": round(x.driver_cpu, 3), "other_jobs": round(x.meter.others, 3)} for x in spans],
         "errors": dict(samples.errors), "error_examples": samples.examples, "addresses": out["addresses"],
     }, ensure_ascii=False, indent=2) + "\n", "utf-8")
     print(f"\nresults written to {args.json}")
