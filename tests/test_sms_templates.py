@@ -49,7 +49,7 @@ def sample(kind: str) -> dict[str, str]:
 
 def test_required_kinds_and_limits():
     assert set(KINDS) == {"receipt", "dispatched", "result", "survey", "urge", "progress", "not_found",
-                          "opt_out", "report_ack"}
+                          "opt_out", "report_ack", "reply"}
     assert {k for k, n in MAX_PARTS.items() if n == 1} == {"receipt", "progress", "survey", "not_found", "opt_out"}
     assert {n for k, n in MAX_PARTS.items()} == {1, 3}
 
